@@ -1,0 +1,22 @@
+"""r2dn's NumPy backend: the float64 reference implementation of the whole catalogue.
+
+``import r2dn.numpy as rn`` gives ``rn.LBDN``, ``rn.ContractingREN``, ..., ``rn.GeneralR2DN`` with
+the API of DESIGN §2, plus :func:`convert` and :func:`from_direct`. Every formula comes from
+:mod:`r2dn._spec`; this module only owns the parameters (NumPy arrays) and the dtype.
+
+>>> import numpy as np
+>>> import r2dn.numpy as rn
+>>> model = rn.ContractingR2DN(2, 3, 4, 1, hidden=(8,), seed=0)
+>>> xT, ys = model.simulate(model.init_state(5), np.zeros((10, 5, 2)))
+>>> ys.shape
+(10, 5, 1)
+"""
+
+from .models import (LBDN, ContractingR2DN, ContractingREN, GeneralR2DN, GeneralREN,
+                     LipschitzR2DN, LipschitzREN, NumpyModel, PassiveREN, SandwichLayer, convert,
+                     from_direct)
+
+__all__ = [
+    "LBDN", "ContractingR2DN", "ContractingREN", "GeneralR2DN", "GeneralREN", "LipschitzR2DN",
+    "LipschitzREN", "NumpyModel", "PassiveREN", "SandwichLayer", "convert", "from_direct",
+]

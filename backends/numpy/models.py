@@ -1,0 +1,66 @@
+"""NumPy models: parameters are NumPy arrays of the model's dtype (float64 by default)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import array_api_compat.numpy as xp_numpy
+import numpy as np
+
+from r2dn._model import family_classes, from_direct as _from_direct, to_numpy
+from r2dn.config import ModelConfig
+from r2dn.init import direct_shapes, init_direct
+
+
+class NumpyModel:
+    """Parameter holder of the NumPy backend (the public classes add the API of DESIGN §2)."""
+
+    _xp = xp_numpy
+
+    def __init__(self, config: ModelConfig, direct: Mapping[str, Any] | None = None) -> None:
+        self.config = config
+        values = init_direct(config) if direct is None else direct
+        shapes = direct_shapes(config)
+        if set(values) != set(shapes):
+            raise ValueError(f"{config.model}: parameters {sorted(values)} do not match the "
+                             f"expected names {sorted(shapes)}.")
+        params = {}
+        for name, shape in shapes.items():
+            arr = to_numpy(values[name])
+            if arr.shape != shape:
+                raise ValueError(f"{config.model}: parameter `{name}` must have shape {shape}; "
+                                 f"got {arr.shape}.")
+            params[name] = np.array(arr, dtype=config.dtype)
+        self._params = params
+
+    def _direct_arrays(self) -> dict[str, np.ndarray]:
+        return self._params
+
+    def set_direct(self, values: Mapping[str, Any]) -> None:
+        """Replace some or all free parameters (same names and shapes), e.g. after a NumPy update."""
+        merged = {**self._params, **values}
+        NumpyModel.__init__(self, self.config, merged)
+
+
+_CLASSES = family_classes(NumpyModel, __name__, "float64")
+SandwichLayer = _CLASSES["SandwichLayer"]
+LBDN = _CLASSES["LBDN"]
+ContractingREN = _CLASSES["ContractingREN"]
+LipschitzREN = _CLASSES["LipschitzREN"]
+GeneralREN = _CLASSES["GeneralREN"]
+PassiveREN = _CLASSES["PassiveREN"]
+ContractingR2DN = _CLASSES["ContractingR2DN"]
+LipschitzR2DN = _CLASSES["LipschitzR2DN"]
+GeneralR2DN = _CLASSES["GeneralR2DN"]
+
+
+def from_direct(config: ModelConfig, direct: Mapping[str, Any]) -> Any:
+    """The NumPy model with ``config`` and free parameters ``direct`` (arrays of any backend)."""
+    return _from_direct(_CLASSES, NumpyModel, config, direct)
+
+
+def convert(model: Any, *, dtype: str | None = None) -> Any:
+    """A NumPy copy of a model of any backend, with identical parameters (optionally re-typed)."""
+    config = model.config if dtype is None else model.config.replace(dtype=dtype)
+    return from_direct(config, model.direct())

@@ -1,0 +1,80 @@
+"""The array-API specification: every formula of r2dn, written once, for any namespace ``xp``.
+
+No framework is imported here (a test checks it). Functions take the namespace as a required
+keyword ``xp``; the backends resolve it once per model and call these functions for every piece
+of maths. Direct parameters are flat ``dict[str, Array]`` keyed by canonical dotted names; explicit
+parameters are NamedTuples (pytrees for JAX, traceable by torch.compile).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ..compat import PRESETS
+from ..config import ModelConfig
+from ._xp import Array, Namespace
+from .activations import Activation, activation
+from .lbdn import LBDNExplicit, SandwichExplicit, lbdn_apply, lbdn_explicit, lbdn_fuse, \
+    sandwich_apply, sandwich_explicit
+from .r2dn import R2DNExplicit, r2dn_explicit
+from .ren import RENExplicit, equilibrium, equilibrium_vjp, ren_explicit
+from .rollout import cell, input_terms, outputs, simulate_loop
+
+__all__ = [
+    "Activation", "LBDNExplicit", "R2DNExplicit", "RENExplicit", "SandwichExplicit", "activation",
+    "cell", "direct_to_explicit", "equilibrium", "equilibrium_vjp", "feedforward",
+    "flatten_explicit", "input_terms", "nonlinearity", "outputs", "simulate_loop",
+]
+
+
+def direct_to_explicit(direct: Mapping[str, Array], cfg: ModelConfig, *, xp: Namespace) -> Any:
+    """The explicit parameters of any model in the catalogue (dispatch on ``cfg.model``)."""
+    family = cfg.family
+    if family == "ren":
+        return ren_explicit(direct, cfg, xp=xp)
+    if family == "r2dn":
+        return r2dn_explicit(direct, cfg, xp=xp)
+    if family == "lbdn":
+        gamma = None if cfg.learn_gamma else cfg.gamma
+        return lbdn_explicit(direct, len(cfg.hidden) + 1, gamma, cfg.compat, xp=xp)
+    return sandwich_explicit(direct, "", PRESETS[cfg.compat], xp=xp)
+
+
+def nonlinearity(e: Any, act: Activation, *, xp: Namespace,
+                 solver: Callable[[Array, Array], Array] | None = None) -> Callable[[Array], Array]:
+    """``v -> w`` of a recurrent model, prepared once per call.
+
+    REN: the equilibrium ``w = sigma(D11 w + v)``, by ``solver(D11, v)`` when a backend registers a
+    custom-gradient version, else by forward substitution. R2DN: the fused LBDN.
+    """
+    if isinstance(e, RENExplicit):
+        if solver is not None:
+            return lambda v: solver(e.D11, v)
+        return lambda v: equilibrium(e.D11, v, act, xp=xp)
+    fused = lbdn_fuse(e.network)
+    return lambda v: lbdn_apply(fused, v, act)
+
+
+def feedforward(e: Any, act: Activation) -> Callable[[Array], Array]:
+    """``u -> y`` of an LBDN (fused once) or a Sandwich layer."""
+    if isinstance(e, LBDNExplicit):
+        fused = lbdn_fuse(e)
+        return lambda u: lbdn_apply(fused, u, act)
+    return lambda h: sandwich_apply(e, h, act)
+
+
+def flatten_explicit(e: Any, prefix: str = "") -> dict[str, Array]:
+    """Explicit parameters as a flat dict of canonical dotted names (``network.layers.0.B``)."""
+    out: dict[str, Array] = {}
+    if isinstance(e, tuple) and hasattr(e, "_fields"):
+        items = zip(e._fields, e)
+    elif isinstance(e, tuple):
+        items = ((str(i), v) for i, v in enumerate(e))
+    else:
+        return {prefix[:-1]: e}
+    for name, value in items:
+        if value is None:
+            continue
+        out.update(flatten_explicit(value, f"{prefix}{name}."))
+    return out

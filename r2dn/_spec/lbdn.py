@@ -1,0 +1,150 @@
+"""Cayley transform, Sandwich layers and LBDNs (Wang & Manchester, ICML 2023). DESIGN §3.1.
+
+Direct parameters of one Sandwich layer ``n_in -> n_out``: ``XY`` (n_in + n_out, n_out), ``a`` (1,),
+``d`` (n_out,), ``b`` (n_out,). An LBDN keys them ``layers.<k>.XY`` etc.; its linear output layer
+has no ``d``. Explicit layers are :class:`SandwichExplicit` records.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import NamedTuple
+
+from array_api_compat import device
+
+from ..compat import PRESETS, Preset
+from ._xp import Array, Namespace, eye_like, solve_right
+from .activations import Activation
+
+SQRT2 = math.sqrt(2.0)
+
+
+class SandwichExplicit(NamedTuple):
+    """Explicit Sandwich layer: ``h -> sqrt(2) A^T Psi sigma(sqrt(2) Psi^-1 B h + b)``.
+
+    A (n_out, n_out), B (n_out, n_in), psi (n_out,) the diagonal of Psi, b (n_out,).
+    ``[A^T; B^T]`` has orthonormal columns. For the LBDN's linear output layer ``A`` and ``psi``
+    are unused and given as ``None``.
+    """
+
+    A: Array | None
+    B: Array
+    psi: Array | None
+    b: Array
+
+
+class LBDNExplicit(NamedTuple):
+    """Explicit LBDN: Sandwich ``layers`` then, by default, a linear ``output`` layer.
+
+    ``y = sqrt_gamma * B_L h + b_L`` with ``h`` the last Sandwich layer's output of
+    ``sqrt_gamma * u``. Under ``compat="robustnn"`` every layer is a Sandwich layer with activation,
+    ``output`` is ``None`` and the whole output is scaled by ``sqrt_gamma``.
+    """
+
+    layers: tuple[SandwichExplicit, ...]
+    output: SandwichExplicit | None
+    sqrt_gamma: Array
+
+
+class FusedLBDN(NamedTuple):
+    """An LBDN with adjacent linear maps multiplied out (DESIGN §6).
+
+    ``z_0 = u W_0^T + c_0``, ``z_k = sigma(z_{k-1}) W_k^T + c_k``, ``y = sigma(z_last) W_out^T + c_out``
+    (``y = u W_out^T + c_out`` without hidden layers). One product per layer per call.
+    """
+
+    weights: tuple[Array, ...]
+    biases: tuple[Array, ...]
+    W_out: Array
+    c_out: Array
+
+
+def cayley(W: Array, *, xp: Namespace) -> tuple[Array, Array]:
+    """Cayley transform of ``W`` ((m + n) x n): returns ``(A, B)`` with ``[A^T; B^T]`` orthonormal.
+
+    ``U`` = top n rows, ``V`` = the other m; ``Z = U - U^T + V^T V``,
+    ``A^T = (I + Z)^-1 (I - Z)``, ``B^T = -2 V (I + Z)^-1``. Solves, never inverses.
+    Returns A (n, n) and B (n, m).
+    """
+    n = W.shape[1]
+    U, V = W[:n, :], W[n:, :]
+    Z = U - U.T + V.T @ V
+    I = eye_like(n, W, xp=xp)
+    A = solve_right(I - Z.T, I + Z.T, xp=xp)          # A = (A^T)^T = (I - Z)^T (I + Z)^-T
+    B = -2.0 * solve_right(V, I + Z, xp=xp).T         # B = (B^T)^T
+    return A, B
+
+
+def _normalised_cayley(XY: Array, a: Array, *, xp: Namespace) -> tuple[Array, Array]:
+    return cayley((a / xp.sqrt(xp.sum(XY**2))) * XY, xp=xp)
+
+
+def _psi(d: Array, preset: Preset, *, xp: Namespace) -> Array:
+    if preset.psi_clip is not None:
+        d = xp.clip(d, -preset.psi_clip, preset.psi_clip)
+    return xp.exp(d)
+
+
+def sandwich_explicit(direct: Mapping[str, Array], prefix: str, preset: Preset, *,
+                      xp: Namespace) -> SandwichExplicit:
+    """Explicit form of the Sandwich layer whose parameters are keyed ``prefix + name``."""
+    A, B = _normalised_cayley(direct[prefix + "XY"], direct[prefix + "a"], xp=xp)
+    return SandwichExplicit(A, B, _psi(direct[prefix + "d"], preset, xp=xp), direct[prefix + "b"])
+
+
+def output_explicit(direct: Mapping[str, Array], prefix: str, *, xp: Namespace) -> SandwichExplicit:
+    """Explicit form of the LBDN's linear output layer (no Psi, no activation)."""
+    _, B = _normalised_cayley(direct[prefix + "XY"], direct[prefix + "a"], xp=xp)
+    return SandwichExplicit(None, B, None, direct[prefix + "b"])
+
+
+def sandwich_apply(e: SandwichExplicit, h: Array, act: Activation) -> Array:
+    """One Sandwich layer on a batch ``h`` (batch, n_in) -> (batch, n_out). 1-Lipschitz."""
+    z = (SQRT2 * (h @ e.B.T)) / e.psi + e.b
+    return SQRT2 * ((act.fn(z) * e.psi) @ e.A)
+
+
+def lbdn_explicit(direct: Mapping[str, Array], n_layers: int, gamma: float | None,
+                  compat: str | None, *, prefix: str = "", xp: Namespace) -> LBDNExplicit:
+    """Explicit LBDN from direct parameters ``{prefix}layers.<k>.*`` (and ``{prefix}log_gamma``).
+
+    ``n_layers`` counts every layer, the output layer included. ``gamma`` is the fixed bound, or
+    ``None`` when ``log_gamma`` is a learned parameter.
+    """
+    preset = PRESETS[compat]
+    n_sandwich = n_layers if not preset.linear_output else n_layers - 1
+    layers = tuple(sandwich_explicit(direct, f"{prefix}layers.{k}.", preset, xp=xp)
+                   for k in range(n_sandwich))
+    output = (output_explicit(direct, f"{prefix}layers.{n_layers - 1}.", xp=xp)
+              if preset.linear_output else None)
+    ref = direct[f"{prefix}layers.0.XY"]
+    if gamma is None:
+        sqrt_gamma = xp.exp(direct[f"{prefix}log_gamma"] / 2)
+    else:
+        sqrt_gamma = xp.asarray([math.sqrt(gamma)], dtype=ref.dtype, device=device(ref))
+    return LBDNExplicit(layers, output, sqrt_gamma)
+
+
+def lbdn_fuse(e: LBDNExplicit) -> FusedLBDN:
+    """Multiply out the linear maps that meet between layers (DESIGN §6); once per call."""
+    weights, biases = [], []
+    left = e.sqrt_gamma          # the linear map applied to the input before the first layer
+    for k, layer in enumerate(e.layers):
+        inner = (SQRT2 / layer.psi)[:, None] * layer.B          # sqrt2 Psi^-1 B
+        weights.append(inner * left if k == 0 else inner @ left)
+        biases.append(layer.b)
+        left = SQRT2 * (layer.A.T * layer.psi[None, :])          # sqrt2 A^T Psi
+    if e.output is None:                       # robustnn: the last Sandwich output scaled by sqrt(gamma)
+        return FusedLBDN(tuple(weights), tuple(biases), e.sqrt_gamma * left, 0.0 * e.layers[-1].b)
+    W_last = e.sqrt_gamma * e.output.B
+    W_out = W_last @ left if e.layers else W_last * left
+    return FusedLBDN(tuple(weights), tuple(biases), W_out, e.output.b)
+
+
+def lbdn_apply(f: FusedLBDN, u: Array, act: Activation) -> Array:
+    """Evaluate a fused LBDN on a batch ``u`` (..., n_in) -> (..., n_out)."""
+    h = u
+    for W, c in zip(f.weights, f.biases):
+        h = act.fn(h @ W.T + c)
+    return h @ f.W_out.T + f.c_out

@@ -1,0 +1,178 @@
+"""Recurrent equilibrium networks (Revay, Wang & Manchester, IEEE TAC 2023). DESIGN §3.2.
+
+Direct parameters: ``X`` (2nx+nv, 2nx+nv), ``p`` (1,) when polar, ``Y1`` (nx, nx), ``B2`` (nx, nu),
+``D12`` (nv, nu), ``bx`` (nx,), ``bv`` (nv,), and unless ``identity_output``: ``C2`` (ny, nx),
+``D21`` (ny, nv), ``by`` (ny,). Contracting RENs have a free ``D22`` (ny, nu); the other families
+build D22 from ``X3``, ``Y3`` (d, d) and ``Z3`` (|ny - nu|, d), d = min(nu, ny).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import NamedTuple
+
+from ..compat import PRESETS
+from ..config import ModelConfig
+from ._xp import Array, Namespace, as_array, block, eye_like, gram, solve, upper_cholesky, \
+    zeros_like_shape
+from .activations import Activation
+
+
+class RENExplicit(NamedTuple):
+    """Explicit REN: ``x+ = A x + B1 w + B2 u + bx``, ``v = C1 x + D11 w + D12 u + bv``,
+    ``w = sigma(v)``, ``y = C2 x + D21 w + D22 u + by``; D11 strictly lower triangular.
+
+    ``E``, ``P`` (nx, nx) and ``Lambda`` (nv,) certify it (DESIGN §3.4).
+    """
+
+    A: Array
+    B1: Array
+    B2: Array
+    C1: Array
+    C2: Array
+    D11: Array
+    D12: Array
+    D21: Array
+    D22: Array
+    bx: Array
+    bv: Array
+    by: Array
+    E: Array
+    P: Array
+    Lambda: Array
+
+
+def output_map(direct: Mapping[str, Array], cfg: ModelConfig, *, xp: Namespace):
+    """``(C2, D21, by)``: free parameters, or the identity output ``y = x``."""
+    if cfg.identity_output:
+        X = direct["X"]
+        return (eye_like(cfg.nx, X, xp=xp), zeros_like_shape((cfg.ny, cfg.nv), X, xp=xp),
+                zeros_like_shape((cfg.ny,), X, xp=xp))
+    return direct["C2"], direct["D21"], direct["by"]
+
+
+def supply_arrays(cfg: ModelConfig, like: Array, *, xp: Namespace):
+    """(Q, S, R) of the model as arrays like ``like`` (robustnn shifts Q - eps I, R + eps I)."""
+    Q, S, R = cfg.supply()
+    if PRESETS[cfg.compat].qsr_eps_shift:
+        Q = Q - cfg.eps * _np_eye(Q.shape[0])
+        R = R + cfg.eps * _np_eye(R.shape[0])
+    return tuple(as_array(m.tolist(), like, xp=xp) for m in (Q, S, R))
+
+
+def _np_eye(n: int):
+    return [[1.0 if i == j else 0.0 for j in range(n)] for i in range(n)]
+
+
+def contraction_N(direct: Mapping[str, Array], cfg: ModelConfig, *, xp: Namespace) -> Array:
+    """The (ny, nu) matrix N with ||N|| <= 1 built from X3, Y3, Z3 by a Cayley transform."""
+    X3, Y3, Z3 = direct["X3"], direct["Y3"], direct["Z3"]
+    d = X3.shape[0]
+    I = eye_like(d, X3, xp=xp)
+    M = X3.T @ X3 + Y3 - Y3.T + Z3.T @ Z3 + cfg.eps * I
+    if cfg.ny == cfg.nu:
+        return solve(I + M, I - M, xp=xp)
+    if cfg.ny > cfg.nu:
+        # [(I - M)(I + M)^-1; -2 Z3 (I + M)^-1] = ([I - M, -2 Z3^T]^T solved on the right)
+        right = xp.concat([I - M, -2.0 * Z3.T], axis=1)          # (d, ny)
+        return solve((I + M).T, right, xp=xp).T
+    factor = PRESETS[cfg.compat].d22_wide_block
+    return solve(I + M, xp.concat([I - M, factor * Z3.T], axis=1), xp=xp)
+
+
+def feedthrough(direct: Mapping[str, Array], cfg: ModelConfig, Q: Array | None, S: Array | None,
+                R: Array | None, *, xp: Namespace) -> Array:
+    """D22 of the family: free (contracting), passive (rho = 0), or from the supply (DESIGN §3.2)."""
+    X = direct["X"]
+    if cfg.model == "ContractingREN":
+        return zeros_like_shape((cfg.ny, cfg.nu), X, xp=xp) if cfg.identity_output else direct["D22"]
+    if cfg.model == "PassiveREN" and cfg.rho_index == 0:
+        X3, Y3 = direct["X3"], direct["Y3"]
+        I = eye_like(cfg.nu, X, xp=xp)
+        return cfg.nu_index * I + X3.T @ X3 + Y3 - Y3.T + cfg.eps * I
+    N = contraction_N(direct, cfg, xp=xp)
+    L_Q = upper_cholesky(-Q, xp=xp)
+    L_R = upper_cholesky(R - S @ solve(Q, S.T, xp=xp), xp=xp)
+    return solve(L_Q, N @ L_R, xp=xp) - solve(Q, S.T, xp=xp)
+
+
+def supply_correction(direct, cfg, C2, D21, D22, Q, S, R, *, xp: Namespace) -> Array:
+    """Gamma, the term added to H so the REN is (Q, S, R)-dissipative (zero when contracting)."""
+    B2, D12 = direct["B2"], direct["D12"]
+    nx, nv = cfg.nx, cfg.nv
+    T = D22.T @ Q + S                                               # (nu, ny)
+    V = xp.concat([T @ C2, T @ D21 - D12.T, B2.T], axis=1)          # (nu, 2nx + nv)
+    W = xp.concat([C2, D21, zeros_like_shape((cfg.ny, nx), C2, xp=xp)], axis=1)
+    R1 = R + S @ D22 + D22.T @ S.T + D22.T @ Q @ D22
+    return V.T @ solve(R1, V, xp=xp) - W.T @ Q @ W
+
+
+def ren_explicit(direct: Mapping[str, Array], cfg: ModelConfig, *, xp: Namespace) -> RENExplicit:
+    """Map a REN's free parameters to its explicit form.
+
+    Training moves ``direct`` freely; this map makes every point a model of the family: for every
+    finite ``direct`` the dissipation matrix of DESIGN §3.4 is positive definite (in exact
+    arithmetic; ``r2dn.certify`` reports the float margin).
+    """
+    nx, nv = cfg.nx, cfg.nv
+    preset = PRESETS[cfg.compat]
+    X = direct["X"]
+    p = direct["p"] if cfg.polar else None
+    C2, D21, by = output_map(direct, cfg, xp=xp)
+    H = gram(X, p, preset.norm_eps, xp=xp) + cfg.eps * eye_like(2 * nx + nv, X, xp=xp)
+    if cfg.model == "ContractingREN":
+        D22 = feedthrough(direct, cfg, None, None, None, xp=xp)
+    else:
+        Q, S, R = supply_arrays(cfg, X, xp=xp)
+        D22 = feedthrough(direct, cfg, Q, S, R, xp=xp)
+        H = H + supply_correction(direct, cfg, C2, D21, D22, Q, S, R, xp=xp)
+    H11, H21, H22 = H[:nx, :nx], H[nx:nx + nv, :nx], H[nx:nx + nv, nx:nx + nv]
+    H31, H32, P = H[nx + nv:, :nx], H[nx + nv:, nx:nx + nv], H[nx + nv:, nx + nv:]
+    Y1 = direct["Y1"]
+    E = (H11 + P / cfg.abar**2 + Y1 - Y1.T) / 2
+    Lambda = xp.linalg.diagonal(H22) / 2
+    AB = solve(E, xp.concat([H31, H32, direct["B2"]], axis=1), xp=xp)
+    CD = xp.concat([-H21, -xp.tril(H22, k=-1), direct["D12"]], axis=1) / Lambda[:, None]
+    return RENExplicit(
+        A=AB[:, :nx], B1=AB[:, nx:nx + nv], B2=AB[:, nx + nv:],
+        C1=CD[:, :nx], D11=CD[:, nx:nx + nv], D12=CD[:, nx + nv:],
+        C2=C2, D21=D21, D22=D22, bx=direct["bx"], bv=direct["bv"], by=by,
+        E=E, P=P, Lambda=Lambda)
+
+
+def equilibrium(D11: Array, b: Array, act: Activation, *, xp: Namespace) -> Array:
+    """Solve ``w = sigma(D11 w + b)`` for strictly lower-triangular D11, neuron by neuron.
+
+    b (batch, nv) -> w (batch, nv). Each step adds neuron i's contribution to the pre-activations
+    of the neurons after it, so the loop has nv steps and no in-place writes.
+    """
+    nv = D11.shape[0]
+    v = b
+    ws = []
+    for i in range(nv):
+        wi = act.fn(v[:, i])
+        ws.append(wi)
+        v = v + wi[:, None] * D11[:, i][None, :]
+    return xp.stack(ws, axis=1)
+
+
+def equilibrium_vjp(D11: Array, w: Array, slope: Array, gw: Array, *,
+                    xp: Namespace) -> tuple[Array, Array]:
+    """Reverse-mode derivative of :func:`equilibrium` by the implicit-function theorem.
+
+    With J = diag(sigma'(v)), dw = (I - J D11)^-1 J db, so the cotangent of b is
+    ``g_b = J (I - D11^T J)^-1 g_w``: one triangular (back-substitution) solve, nv steps, instead
+    of differentiating through the nv forward steps. Returns ``(g_D11, g_b)`` with
+    g_D11 = tril(g_b^T w, -1) (the forward map reads only the strictly lower triangle of D11).
+
+    D11 (nv, nv), w, slope, gw (batch, nv).
+    """
+    nv = D11.shape[0]
+    acc = gw
+    gbs = []
+    for i in range(nv - 1, -1, -1):
+        gi = slope[:, i] * acc[:, i]
+        gbs.append(gi)
+        acc = acc + gi[:, None] * D11[i, :][None, :]
+    gb = xp.stack(gbs[::-1], axis=1)
+    return xp.tril(gb.T @ w, k=-1), gb

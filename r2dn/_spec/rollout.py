@@ -1,0 +1,52 @@
+"""The pieces of one recurrent step, shared by every recurrent family and backend.
+
+Both families read ``v = C1 x + D12 u + bv``, update ``x+ = A x + B1 w + B2 u + bx`` and output
+``y = C2 x + D21 w + D22 u + by``; they differ only in ``w = nonlinearity(v)`` (an equilibrium for
+a REN, an LBDN for an R2DN). Input terms of a whole sequence are one product before the loop, and
+outputs are one product after it (DESIGN §6), so the loop body is two small products plus the
+nonlinearity. Batch-first rows throughout: ``x (batch, nx)``, ``us (T, batch, nu)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ._xp import Array, Namespace
+
+
+def input_terms(e: Any, us: Array, *, xp: Namespace) -> tuple[Array, Array, Array]:
+    """``(D12 u + bv, B2 u + bx, D22 u + by)`` for every u in ``us`` (..., nu), in one product."""
+    nv, nx = e.C1.shape[0], e.A.shape[0]
+    W = xp.concat([e.D12, e.B2, e.D22], axis=0)
+    c = xp.concat([e.bv, e.bx, e.by], axis=0)
+    z = us @ W.T + c
+    return z[..., :nv], z[..., nv:nv + nx], z[..., nv + nx:]
+
+
+def cell(e: Any, nonlinearity: Callable[[Array], Array], x: Array, uv: Array,
+         ux: Array) -> tuple[Array, Array]:
+    """One state update from precomputed input terms: returns ``(x_next, w)``."""
+    w = nonlinearity(x @ e.C1.T + uv)
+    return x @ e.A.T + w @ e.B1.T + ux, w
+
+
+def outputs(e: Any, xs: Array, ws: Array, uy: Array) -> Array:
+    """``y = C2 x + D21 w + (D22 u + by)`` for stacked states and neuron outputs."""
+    return xs @ e.C2.T + ws @ e.D21.T + uy
+
+
+def simulate_loop(e: Any, nonlinearity: Callable[[Array], Array], x0: Array, us: Array, *,
+                  xp: Namespace) -> tuple[Array, Array]:
+    """A plain Python time loop over :func:`cell` (NumPy, array-api-strict and eager torch).
+
+    Returns ``(x_T, ys)`` with ``ys (T, batch, ny)``. JAX runs the same cell under ``lax.scan``.
+    """
+    uv, ux, uy = input_terms(e, us, xp=xp)
+    x = x0
+    xs, ws = [], []
+    for t in range(us.shape[0]):
+        xs.append(x)
+        x, w = cell(e, nonlinearity, x, uv[t, ...], ux[t, ...])
+        ws.append(w)
+    return x, outputs(e, xp.stack(xs, axis=0), xp.stack(ws, axis=0), uy)

@@ -1,0 +1,57 @@
+"""Compatibility presets: every constant that pins r2dn to another implementation's numbers.
+
+``compat=None`` is r2dn's own convention. ``"julia"`` reproduces RobustNeuralNetworks.jl 0.3 and
+``"robustnn"`` the R2DN authors' JAX code (the paper's ``robustnn`` package). DESIGN §4 tabulates
+the differences; each one is a named field of :class:`Preset` so that no constant hides in a
+default argument.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+Compat = Literal["julia", "robustnn"] | None
+COMPAT_CHOICES = (None, "julia", "robustnn")
+
+#: float32 machine epsilon, the robustnn code's regulariser in every dtype.
+FLOAT32_EPS = float(np.finfo(np.float32).eps)
+#: The default regulariser in float64 (and Julia's in every dtype).
+FLOAT64_EPS_DEFAULT = 1e-12
+#: robustnn adds this inside the square root of the polar norm: sqrt(sum(X**2) + 1.19e-7).
+ROBUSTNN_NORM_EPS = 1.1920929e-07
+#: robustnn clips d to [-20, 20] before Psi = exp(d).
+ROBUSTNN_PSI_CLIP = 20.0
+#: The D22 block when ny < nu: -2 in the REN paper, -1/2 in RobustNeuralNetworks.jl 0.3.
+D22_WIDE_BLOCK_DEFAULT = -2.0
+D22_WIDE_BLOCK_JULIA = -0.5
+
+
+@dataclass(frozen=True)
+class Preset:
+    """The constants one compatibility preset fixes (see DESIGN §4)."""
+
+    norm_eps: float          # added to sum(X**2) in the polar norm
+    psi_clip: float | None   # clip d to [-psi_clip, psi_clip] before exp, or no clip
+    linear_output: bool      # LBDN last layer linear (True) or a full Sandwich layer with activation
+    scale_output_bias: bool  # LBDN output bias multiplied by sqrt(gamma)
+    d22_wide_block: float    # factor of the (I+M)^-1 Z3^T block of N when ny < nu
+    qsr_eps_shift: bool      # use Q - eps*I and R + eps*I in (Q,S,R) RENs
+
+
+PRESETS: dict[Compat, Preset] = {
+    None: Preset(0.0, None, True, False, D22_WIDE_BLOCK_DEFAULT, False),
+    "julia": Preset(0.0, None, True, False, D22_WIDE_BLOCK_JULIA, False),
+    "robustnn": Preset(ROBUSTNN_NORM_EPS, ROBUSTNN_PSI_CLIP, False, True, D22_WIDE_BLOCK_DEFAULT, True),
+}
+
+
+def default_eps(compat: Compat, dtype: str) -> float:
+    """The regulariser eps a model gets when the caller passes ``eps=None``."""
+    if compat == "julia":
+        return FLOAT64_EPS_DEFAULT
+    if compat == "robustnn":
+        return FLOAT32_EPS
+    return FLOAT64_EPS_DEFAULT if dtype == "float64" else FLOAT32_EPS
