@@ -449,9 +449,12 @@ class _Decoder:
                     or len(fields[0]) != len(fields[1]):
                 self.fail(doc, "a `Base.Dict` must hold two lists of equal length (keys, values)")
             try:
-                return dict(zip(fields[0], fields[1]))
+                out = dict(zip(fields[0], fields[1]))
             except TypeError as err:
                 self.fail(doc, f"a `Base.Dict` key cannot be a Python dict key ({err})")
+            if len(out) != len(fields[0]):
+                self.fail(doc, "`Base.Dict` keys collide in Python (a symbol and a string?)")
+            return out
         return JuliaStruct(t.name, list(t.params), fields)
 
 
@@ -472,7 +475,7 @@ def _load(source: Any, max_size: int) -> tuple[bytes, str]:
         raise ValueError(f"read_bson: `max_size` must be an integer >= 5; got {max_size!r}.")
     if isinstance(source, (bytes, bytearray, memoryview)):
         data, origin = bytes(source), ""
-    else:
+    elif isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
         origin = f"file {os.fsdecode(path)!r}: "
         if os.stat(path).st_size > max_size:
@@ -480,6 +483,8 @@ def _load(source: Any, max_size: int) -> tuple[bytes, str]:
                             "pass a larger `max_size` if the file is trusted.")
         with open(path, "rb") as f:
             data = f.read(max_size + 1)
+    else:
+        raise TypeError(f"read_bson: `source` must be a path or bytes; got {type(source).__name__}.")
     if len(data) > max_size:
         raise BSONError(f"read_bson: {origin}{len(data)} bytes is more than "
                         f"`max_size`={max_size}; pass a larger `max_size` if the input is trusted.")
@@ -576,7 +581,4 @@ def read_bson(source: Any, *, max_size: int = DEFAULT_MAX_SIZE) -> dict[str, Any
         bad = next(k for k in top if not isinstance(k, str))
         raise BSONError(f"read_bson: {origin}top-level keys must be strings or symbols; "
                         f"got {bad!r}")
-    out = {str(k): v for k, v in top.items()}
-    if len(out) != len(top):
-        raise BSONError(f"read_bson: {origin}a string key and a symbol key of the same name")
-    return out
+    return {str(k): v for k, v in top.items()}

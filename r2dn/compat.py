@@ -20,7 +20,8 @@ COMPAT_CHOICES = (None, "julia", "robustnn")
 FLOAT32_EPS = float(np.finfo(np.float32).eps)
 #: The default regulariser in float64 (and Julia's in every dtype).
 FLOAT64_EPS_DEFAULT = 1e-12
-#: robustnn adds this inside the square root of the polar norm: sqrt(sum(X**2) + 1.19e-7).
+#: robustnn adds this inside the square root of every norm it normalises by (the polar norm of X
+#: and the Sandwich layers' ||XY||): sqrt(sum(X**2) + 1.19e-7).
 ROBUSTNN_NORM_EPS = 1.1920929e-07
 #: robustnn clips d to [-20, 20] before Psi = exp(d).
 ROBUSTNN_PSI_CLIP = 20.0
@@ -33,12 +34,12 @@ D22_WIDE_BLOCK_JULIA = -0.5
 class Preset:
     """The constants one compatibility preset fixes (see DESIGN §4)."""
 
-    norm_eps: float          # added to sum(X**2) in the polar norm
+    norm_eps: float          # added to sum(X**2) in the polar norm and the Sandwich normalisation
     psi_clip: float | None   # clip d to [-psi_clip, psi_clip] before exp, or no clip
     linear_output: bool      # LBDN last layer linear (True) or a full Sandwich layer with activation
     scale_output_bias: bool  # LBDN output bias multiplied by sqrt(gamma)
     d22_wide_block: float    # factor of the (I+M)^-1 Z3^T block of N when ny < nu
-    qsr_eps_shift: bool      # use Q - eps*I and R + eps*I in (Q,S,R) RENs
+    qsr_eps_shift: bool      # use Q - eps*I and R + eps*I in GeneralREN
 
 
 PRESETS: dict[Compat, Preset] = {

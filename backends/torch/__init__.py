@@ -1,0 +1,31 @@
+"""r2dn's PyTorch backend: every model of the catalogue as a ``torch.nn.Module``, CPU and CUDA.
+
+``import r2dn.torch as rn`` gives ``rn.LBDN``, ``rn.ContractingREN``, ..., ``rn.GeneralR2DN`` with
+the constructor arguments and the API of DESIGN §2 (float32 by default), plus :func:`convert`,
+:func:`from_direct` and :func:`empirical_gain`. Each model holds one ``nn.Parameter`` per free
+parameter; ``state_dict()`` is keyed by the canonical names of ``model.direct()``. Every formula
+comes from :mod:`r2dn._spec`; the REN equilibrium is differentiated by the implicit-function
+theorem (:class:`Equilibrium`).
+
+>>> import torch
+>>> import r2dn.torch as rn
+>>> model = rn.ContractingR2DN(2, 3, 4, 1, hidden=(8,), seed=0)
+>>> xT, ys = model.simulate(model.init_state(5), torch.zeros(10, 5, 2))
+>>> tuple(ys.shape)
+(10, 5, 1)
+>>> sorted(model.state_dict()) == sorted(model.direct())
+True
+"""
+
+from .autograd import Equilibrium, activation_slope, equilibrium_solver
+from .gain import empirical_gain
+from .models import (LBDN, ContractingR2DN, ContractingREN, GeneralR2DN, GeneralREN,
+                     LipschitzR2DN, LipschitzREN, PassiveREN, SandwichLayer, TorchModel,
+                     check_device, convert, from_direct, torch_dtype)
+
+__all__ = [
+    "LBDN", "ContractingR2DN", "ContractingREN", "Equilibrium", "GeneralR2DN", "GeneralREN",
+    "LipschitzR2DN", "LipschitzREN", "PassiveREN", "SandwichLayer", "TorchModel",
+    "activation_slope", "check_device", "convert", "empirical_gain", "equilibrium_solver",
+    "from_direct", "torch_dtype",
+]

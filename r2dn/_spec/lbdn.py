@@ -76,8 +76,9 @@ def cayley(W: Array, *, xp: Namespace) -> tuple[Array, Array]:
     return A, B
 
 
-def _normalised_cayley(XY: Array, a: Array, *, xp: Namespace) -> tuple[Array, Array]:
-    return cayley((a / xp.sqrt(xp.sum(XY**2))) * XY, xp=xp)
+def _normalised_cayley(XY: Array, a: Array, norm_eps: float, *,
+                       xp: Namespace) -> tuple[Array, Array]:
+    return cayley((a / xp.sqrt(xp.sum(XY**2) + norm_eps)) * XY, xp=xp)
 
 
 def _psi(d: Array, preset: Preset, *, xp: Namespace) -> Array:
@@ -89,13 +90,14 @@ def _psi(d: Array, preset: Preset, *, xp: Namespace) -> Array:
 def sandwich_explicit(direct: Mapping[str, Array], prefix: str, preset: Preset, *,
                       xp: Namespace) -> SandwichExplicit:
     """Explicit form of the Sandwich layer whose parameters are keyed ``prefix + name``."""
-    A, B = _normalised_cayley(direct[prefix + "XY"], direct[prefix + "a"], xp=xp)
+    A, B = _normalised_cayley(direct[prefix + "XY"], direct[prefix + "a"], preset.norm_eps, xp=xp)
     return SandwichExplicit(A, B, _psi(direct[prefix + "d"], preset, xp=xp), direct[prefix + "b"])
 
 
-def output_explicit(direct: Mapping[str, Array], prefix: str, *, xp: Namespace) -> SandwichExplicit:
+def output_explicit(direct: Mapping[str, Array], prefix: str, preset: Preset, *,
+                    xp: Namespace) -> SandwichExplicit:
     """Explicit form of the LBDN's linear output layer (no Psi, no activation)."""
-    _, B = _normalised_cayley(direct[prefix + "XY"], direct[prefix + "a"], xp=xp)
+    _, B = _normalised_cayley(direct[prefix + "XY"], direct[prefix + "a"], preset.norm_eps, xp=xp)
     return SandwichExplicit(None, B, None, direct[prefix + "b"])
 
 
@@ -116,7 +118,7 @@ def lbdn_explicit(direct: Mapping[str, Array], n_layers: int, gamma: float | Non
     n_sandwich = n_layers if not preset.linear_output else n_layers - 1
     layers = tuple(sandwich_explicit(direct, f"{prefix}layers.{k}.", preset, xp=xp)
                    for k in range(n_sandwich))
-    output = (output_explicit(direct, f"{prefix}layers.{n_layers - 1}.", xp=xp)
+    output = (output_explicit(direct, f"{prefix}layers.{n_layers - 1}.", preset, xp=xp)
               if preset.linear_output else None)
     ref = direct[f"{prefix}layers.0.XY"]
     if gamma is None:

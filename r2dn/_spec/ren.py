@@ -52,16 +52,16 @@ def output_map(direct: Mapping[str, Array], cfg: ModelConfig, *, xp: Namespace):
 
 
 def supply_arrays(cfg: ModelConfig, like: Array, *, xp: Namespace):
-    """(Q, S, R) of the model as arrays like ``like`` (robustnn shifts Q - eps I, R + eps I)."""
-    Q, S, R = cfg.supply()
-    if PRESETS[cfg.compat].qsr_eps_shift:
-        Q = Q - cfg.eps * _np_eye(Q.shape[0])
-        R = R + cfg.eps * _np_eye(R.shape[0])
-    return tuple(as_array(m.tolist(), like, xp=xp) for m in (Q, S, R))
+    """(Q, S, R) of the model as arrays like ``like``.
 
-
-def _np_eye(n: int):
-    return [[1.0 if i == j else 0.0 for j in range(n)] for i in range(n)]
+    robustnn's GeneralREN uses Q - eps I and R + eps I (its Lipschitz REN does not: checked
+    against the authors' reference vectors).
+    """
+    Q, S, R = (as_array(m.tolist(), like, xp=xp) for m in cfg.supply())
+    if PRESETS[cfg.compat].qsr_eps_shift and cfg.model == "GeneralREN":
+        Q = Q - cfg.eps * eye_like(Q.shape[0], like, xp=xp)
+        R = R + cfg.eps * eye_like(R.shape[0], like, xp=xp)
+    return Q, S, R
 
 
 def contraction_N(direct: Mapping[str, Array], cfg: ModelConfig, *, xp: Namespace) -> Array:
