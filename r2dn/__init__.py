@@ -12,6 +12,7 @@ import os
 from types import ModuleType
 
 from .certify import CertificateReport, certify
+from .checkpoint import save
 from .config import ModelConfig
 from .errors import BSONError, CheckpointError, FormatError, R2DNWarning
 
@@ -20,7 +21,7 @@ BACKENDS = ("numpy", "torch", "jax")
 
 __all__ = [
     "BACKENDS", "BSONError", "CertificateReport", "CheckpointError", "FormatError", "ModelConfig",
-    "R2DNWarning", "backend", "certify",
+    "R2DNWarning", "backend", "certify", "save",
 ]
 
 

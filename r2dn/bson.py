@@ -484,7 +484,8 @@ def _load(source: Any, max_size: int) -> tuple[bytes, str]:
         with open(path, "rb") as f:
             data = f.read(max_size + 1)
     else:
-        raise TypeError(f"read_bson: `source` must be a path or bytes; got {type(source).__name__}.")
+        raise TypeError(
+            f"read_bson: `source` must be a path or bytes; got {type(source).__name__}.")
     if len(data) > max_size:
         raise BSONError(f"read_bson: {origin}{len(data)} bytes is more than "
                         f"`max_size`={max_size}; pass a larger `max_size` if the input is trusted.")

@@ -310,7 +310,8 @@ def test_structs_and_field_names():
     got = read_one(dense)
     assert isinstance(got, JuliaStruct) and got.type_name == "Flux.Dense"
     assert got.type_params == [JuliaType("NNlib.#relu")]
-    assert got.field_names == ("weight", "bias", "σ") and list(got.as_dict()) == list(got.field_names)
+    assert got.field_names == ("weight", "bias", "σ")
+    assert list(got.as_dict()) == list(got.field_names)
     np.testing.assert_array_equal(got["weight"], [[1], [2]])
     assert got["σ"].function_name == "relu" and got.function_name is None
     assert got.type_params[0].function_name == "relu"

@@ -14,9 +14,9 @@ the API of DESIGN §2, plus :func:`convert` and :func:`from_direct`. Every formu
 
 from .models import (LBDN, ContractingR2DN, ContractingREN, GeneralR2DN, GeneralREN,
                      LipschitzR2DN, LipschitzREN, NumpyModel, PassiveREN, SandwichLayer, convert,
-                     from_direct)
+                     from_direct, load)
 
 __all__ = [
     "LBDN", "ContractingR2DN", "ContractingREN", "GeneralR2DN", "GeneralREN", "LipschitzR2DN",
-    "LipschitzREN", "NumpyModel", "PassiveREN", "SandwichLayer", "convert", "from_direct",
+    "LipschitzREN", "NumpyModel", "PassiveREN", "SandwichLayer", "convert", "from_direct", "load",
 ]

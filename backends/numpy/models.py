@@ -8,6 +8,7 @@ from typing import Any
 import array_api_compat.numpy as xp_numpy
 import numpy as np
 
+from r2dn import checkpoint
 from r2dn._model import family_classes, from_direct as _from_direct, to_numpy
 from r2dn.config import ModelConfig
 from r2dn.init import direct_shapes, init_direct
@@ -64,3 +65,8 @@ def convert(model: Any, *, dtype: str | None = None) -> Any:
     """A NumPy copy of a model of any backend, with identical parameters (optionally re-typed)."""
     config = model.config if dtype is None else model.config.replace(dtype=dtype)
     return from_direct(config, model.direct())
+
+
+def load(path: Any, *, check_finite: bool = True) -> Any:
+    """The NumPy model stored in an r2dn checkpoint (see :func:`r2dn.save`)."""
+    return from_direct(*checkpoint.read(path, check_finite=check_finite))
