@@ -143,3 +143,26 @@ def test_certified_rate_tracks_abar():
     rep = r2dn.certify(model)
     assert rep.rate <= 0.7 * (1 + 1e-9)
     assert np.max(np.abs(np.linalg.eigvals(model.explicit().A))) <= rep.rate * (1 + 1e-9)
+
+
+@pytest.mark.parametrize("family", ["LipschitzREN", "GeneralREN", "LipschitzR2DN", "GeneralR2DN"])
+@pytest.mark.parametrize("nu,ny", [(1, 6), (6, 1), (3, 3), (2, 7), (7, 2), (4, 5)])
+@pytest.mark.parametrize("scale", [1.0, 3.0])
+def test_every_io_shape_regime_certified(family, nu, ny, scale):
+    """nu < ny, nu > ny and nu = ny each take a different branch of the D22 construction."""
+    for seed in range(3):
+        model = perturb(rn, build(rn, family, nu, 3, 5, ny, seed=seed, gamma=0.7), seed, scale)
+        assert r2dn.certify(model).certified
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(nu=st.integers(1, 7), ny=st.integers(1, 7), seed=st.integers(0, 2**16),
+       compat=st.sampled_from([None, "julia"]))
+def test_feedthrough_contraction_has_norm_below_one(nu, ny, seed, compat):
+    """The Cayley-type N of DESIGN §3.2 satisfies ||N||_2 < 1 in every shape regime."""
+    import array_api_compat.numpy as xnp
+    from r2dn._spec.ren import contraction_N
+    model = perturb(rn, rn.LipschitzREN(nu, 2, 2, ny, 1.0, seed=seed, compat=compat), seed, 2.0)
+    N = contraction_N(model.direct(), model.config, xp=xnp)
+    assert N.shape == (ny, nu)
+    assert np.linalg.norm(N, 2) < 1

@@ -74,7 +74,7 @@ def contraction_N(direct: Mapping[str, Array], cfg: ModelConfig, *, xp: Namespac
         return solve(I + M, I - M, xp=xp)
     if cfg.ny > cfg.nu:
         # [(I - M)(I + M)^-1; -2 Z3 (I + M)^-1] = ([I - M, -2 Z3^T]^T solved on the right)
-        right = xp.concat([I - M, -2.0 * Z3.T], axis=1)          # (d, ny)
+        right = xp.concat([(I - M).T, -2.0 * Z3.T], axis=1)      # (d, ny)
         return solve((I + M).T, right, xp=xp).T
     factor = PRESETS[cfg.compat].d22_wide_block
     return solve(I + M, xp.concat([I - M, factor * Z3.T], axis=1), xp=xp)
