@@ -28,6 +28,10 @@ ROBUSTNN_PSI_CLIP = 20.0
 #: The D22 block when ny < nu: -2 in the REN paper, -1/2 in RobustNeuralNetworks.jl 0.3.
 D22_WIDE_BLOCK_DEFAULT = -2.0
 D22_WIDE_BLOCK_JULIA = -0.5
+#: PassiveREN with rho_index > 0: D22 = L_Q^-1 N L_R - Q^-1 S^T (REN paper, r2dn's default), or
+#: RobustNeuralNetworks.jl 0.3's D22 = (I + M)^-1 / rho (same M = X3^T X3 + Y3 - Y3^T + eps I).
+PASSIVE_D22_PAPER = "paper"
+PASSIVE_D22_JULIA = "julia"
 
 
 @dataclass(frozen=True)
@@ -40,12 +44,14 @@ class Preset:
     scale_output_bias: bool  # LBDN output bias multiplied by sqrt(gamma)
     d22_wide_block: float    # factor of the (I+M)^-1 Z3^T block of N when ny < nu
     qsr_eps_shift: bool      # use Q - eps*I and R + eps*I in GeneralREN
+    passive_d22: str         # PassiveREN D22 when rho_index > 0: PASSIVE_D22_PAPER or _JULIA
 
 
 PRESETS: dict[Compat, Preset] = {
-    None: Preset(0.0, None, True, False, D22_WIDE_BLOCK_DEFAULT, False),
-    "julia": Preset(0.0, None, True, False, D22_WIDE_BLOCK_JULIA, False),
-    "robustnn": Preset(ROBUSTNN_NORM_EPS, ROBUSTNN_PSI_CLIP, False, True, D22_WIDE_BLOCK_DEFAULT, True),
+    None: Preset(0.0, None, True, False, D22_WIDE_BLOCK_DEFAULT, False, PASSIVE_D22_PAPER),
+    "julia": Preset(0.0, None, True, False, D22_WIDE_BLOCK_JULIA, False, PASSIVE_D22_JULIA),
+    "robustnn": Preset(ROBUSTNN_NORM_EPS, ROBUSTNN_PSI_CLIP, False, True, D22_WIDE_BLOCK_DEFAULT, True,
+                       PASSIVE_D22_PAPER),
 }
 
 

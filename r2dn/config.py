@@ -35,6 +35,8 @@ FAMILIES = FEEDFORWARD_FAMILIES + RECURRENT_FAMILIES
 CONTRACTING_FAMILIES = ("ContractingREN", "ContractingR2DN")
 LIPSCHITZ_FAMILIES = ("LipschitzREN", "LipschitzR2DN")
 QSR_FAMILIES = ("GeneralREN", "GeneralR2DN", "PassiveREN")
+#: families with the option ``d22_zero`` (D22 fixed at 0: RobustNeuralNetworks.jl's ``D22_zero``).
+D22_ZERO_FAMILIES = ("ContractingREN", "LipschitzREN")
 
 Matrix = tuple[tuple[float, ...], ...]
 Activation = str | Callable[[Any], Any]
@@ -70,6 +72,7 @@ class ModelConfig:
     eps: float = field(default=0.0)
     init: str = "random"
     identity_output: bool = False
+    d22_zero: bool = False
     seed: int = 0
     dtype: str = "float64"
     compat: Compat = None
@@ -247,7 +250,7 @@ def _validate(c: ModelConfig) -> None:  # noqa: C901 - a flat list of rules read
     _check_positive(owner, "eps", c.eps)
     if not _is_int(c.seed) or c.seed < 0:
         raise ValueError(f"{owner}: `seed` must be a non-negative integer; got seed={c.seed!r}.")
-    for name in ("polar", "identity_output", "learn_gamma"):
+    for name in ("polar", "identity_output", "learn_gamma", "d22_zero"):
         if not isinstance(getattr(c, name), bool):
             raise TypeError(f"{owner}: `{name}` must be a bool; got {getattr(c, name)!r}.")
     uses_gamma = c.model in LIPSCHITZ_FAMILIES or c.model == "LBDN"
@@ -263,6 +266,9 @@ def _validate(c: ModelConfig) -> None:  # noqa: C901 - a flat list of rules read
                              "(an identity output has no input-output bound).")
         if c.ny != c.nx:
             raise ValueError(f"{owner}: `identity_output=True` needs ny == nx; got ny={c.ny}, nx={c.nx}.")
+    if c.d22_zero and c.model not in D22_ZERO_FAMILIES:
+        raise ValueError(f"{owner}: `d22_zero=True` applies to {' and '.join(D22_ZERO_FAMILIES)} "
+                         "only (RobustNeuralNetworks.jl's `D22_zero`).")
     if c.model in ("GeneralREN", "GeneralR2DN"):
         _check_qsr(c)
     elif any(m is not None for m in (c.Q, c.S, c.R)):
@@ -326,23 +332,24 @@ def _recurrent(model: str, nu, nx, nv, ny, *, dtype, default_dtype, eps, compat,
 def contracting_ren_config(nu: int, nx: int, nv: int, ny: int, *, abar: float = 1.0,
                            activation: Activation = "relu", polar: bool = True,
                            eps: float | None = None, init: Literal["random", "long_memory"] = "random",
-                           identity_output: bool = False, seed: int = 0, dtype: str | None = None,
-                           compat: Compat = None, default_dtype: str = "float64") -> ModelConfig:
-    """ContractingREN: a REN contracting at rate ``abar``."""
+                           identity_output: bool = False, d22_zero: bool = False, seed: int = 0,
+                           dtype: str | None = None, compat: Compat = None,
+                           default_dtype: str = "float64") -> ModelConfig:
+    """ContractingREN: a REN contracting at rate ``abar``; ``d22_zero`` fixes D22 = 0."""
     return _recurrent("ContractingREN", nu, nx, nv, ny, dtype=dtype, default_dtype=default_dtype,
                       eps=eps, compat=compat, abar=abar, activation=activation, polar=polar,
-                      init=init, identity_output=identity_output, seed=seed)
+                      init=init, identity_output=identity_output, d22_zero=d22_zero, seed=seed)
 
 
 def lipschitz_ren_config(nu: int, nx: int, nv: int, ny: int, gamma: float, *, abar: float = 1.0,
                          activation: Activation = "relu", polar: bool = True,
                          eps: float | None = None, init: Literal["random", "long_memory"] = "random",
-                         seed: int = 0, dtype: str | None = None, compat: Compat = None,
-                         default_dtype: str = "float64") -> ModelConfig:
-    """LipschitzREN: a REN with incremental gain at most ``gamma``."""
+                         d22_zero: bool = False, seed: int = 0, dtype: str | None = None,
+                         compat: Compat = None, default_dtype: str = "float64") -> ModelConfig:
+    """LipschitzREN: a REN with incremental gain at most ``gamma``; ``d22_zero`` fixes D22 = 0."""
     return _recurrent("LipschitzREN", nu, nx, nv, ny, dtype=dtype, default_dtype=default_dtype,
                       eps=eps, compat=compat, gamma=gamma, abar=abar, activation=activation,
-                      polar=polar, init=init, seed=seed)
+                      polar=polar, init=init, d22_zero=d22_zero, seed=seed)
 
 
 def general_ren_config(nu: int, nx: int, nv: int, ny: int, Q: Any, S: Any, R: Any, *,

@@ -15,7 +15,9 @@ from .config import R2DN_FAMILIES, ModelConfig
 #: long-memory init: F = abar (I - diag(LONG_MEMORY_SPREAD * U[0, 1))), so A is close to abar I.
 LONG_MEMORY_SPREAD = 0.05
 #: long-memory REN init: Lambda = (lambda_max(D11 + D11^T) / 2 + LONG_MEMORY_LAMBDA_MARGIN) I.
-LONG_MEMORY_LAMBDA_MARGIN = 1e-4
+#: DESIGN §3.2 says 1e-4; with nv = 1 (D11 = 0) that makes Lambda = 1e-4 and the explicit
+#: D12 = Lambda^-1 D12 about 1e4 times too large (ill-conditioned in float32), so we keep Lambda >= 1.
+LONG_MEMORY_LAMBDA_MARGIN = 1.0
 
 
 def lbdn_shapes(n_in: int, hidden: tuple[int, ...], n_out: int, compat, prefix: str = "",
@@ -60,9 +62,9 @@ def direct_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
     if not cfg.identity_output:
         s["C2"] = (ny, nx)
         s["D21"] = (ny, nv)
-    if not cfg.identity_output and (r2dn or cfg.model == "ContractingREN"):
+    if not cfg.identity_output and not cfg.d22_zero and (r2dn or cfg.model == "ContractingREN"):
         s["D22"] = (ny, nu)
-    if not r2dn and cfg.model != "ContractingREN":
+    if not r2dn and cfg.model != "ContractingREN" and not cfg.d22_zero:
         d = min(nu, ny)
         s["X3"] = (d, d)
         s["Y3"] = (d, d)
@@ -95,7 +97,7 @@ def _long_memory_X(rng: np.random.Generator, cfg: ModelConfig) -> tuple[np.ndarr
         H = np.block([[top, F.T], [F, P]])
     else:
         nv = cfg.nv
-        D11 = _glorot(rng, (nv, nv))
+        D11 = np.tril(_glorot(rng, (nv, nv)), -1)     # strictly lower: diag(H22) = 2 Lambda
         lam = np.linalg.eigvalsh(D11 + D11.T).max() / 2 + LONG_MEMORY_LAMBDA_MARGIN
         H22 = 2 * lam * np.eye(nv) - D11 - D11.T
         Z = np.zeros((nx, nv))

@@ -99,7 +99,9 @@ def test_non_finite_parameters_refused_unless_asked(tmp_path):
     d = model.direct()
     d["layers.0.b"] = d["layers.0.b"].copy()
     d["layers.0.b"][0] = np.nan
-    path = r2dn.save(rn.from_direct(model.config, d), tmp_path / "nan.safetensors")
+    with pytest.raises(ValueError, match=r"parameter `layers.0.b` is not finite"):
+        rn.from_direct(model.config, d)
+    path = r2dn.save(rn.from_direct(model.config, d, check_finite=False), tmp_path / "nan.safetensors")
     with pytest.raises(CheckpointError, match=r"`layers.0.b` holds non-finite values"):
         rn.load(path)
     assert np.isnan(rn.load(path, check_finite=False).direct()["layers.0.b"][0])

@@ -56,17 +56,29 @@ LipschitzR2DN = _CLASSES["LipschitzR2DN"]
 GeneralR2DN = _CLASSES["GeneralR2DN"]
 
 
-def from_direct(config: ModelConfig, direct: Mapping[str, Any]) -> Any:
-    """The NumPy model with ``config`` and free parameters ``direct`` (arrays of any backend)."""
-    return _from_direct(_CLASSES, NumpyModel, config, direct)
+def from_direct(config: ModelConfig, direct: Mapping[str, Any], *,
+                check_finite: bool = True) -> Any:
+    """The NumPy model with ``config`` and free parameters ``direct`` (arrays of any backend).
+
+    ``check_finite`` raises a ``ValueError`` naming the first parameter holding a NaN or an
+    infinity.
+    """
+    model = _from_direct(_CLASSES, NumpyModel, config, direct)
+    if check_finite:
+        for name, value in model._direct_arrays().items():
+            if not np.all(np.isfinite(value)):
+                raise ValueError(f"{config.model}: parameter `{name}` is not finite; pass "
+                                 "check_finite=False to accept it.")
+    return model
 
 
-def convert(model: Any, *, dtype: str | None = None) -> Any:
+def convert(model: Any, *, dtype: str | None = None, check_finite: bool = True) -> Any:
     """A NumPy copy of a model of any backend, with identical parameters (optionally re-typed)."""
     config = model.config if dtype is None else model.config.replace(dtype=dtype)
-    return from_direct(config, model.direct())
+    return from_direct(config, model.direct(), check_finite=check_finite)
 
 
 def load(path: Any, *, check_finite: bool = True) -> Any:
     """The NumPy model stored in an r2dn checkpoint (see :func:`r2dn.save`)."""
-    return from_direct(*checkpoint.read(path, check_finite=check_finite))
+    config, direct = checkpoint.read(path, check_finite=check_finite)
+    return from_direct(config, direct, check_finite=False)

@@ -17,15 +17,15 @@ theorem (:class:`Equilibrium`).
 True
 """
 
-from .autograd import Equilibrium, activation_slope, equilibrium_solver
+from .autograd import Equilibrium, activation_slope, implicit_equilibrium
 from .gain import empirical_gain
 from .models import (LBDN, ContractingR2DN, ContractingREN, GeneralR2DN, GeneralREN,
                      LipschitzR2DN, LipschitzREN, PassiveREN, SandwichLayer, TorchModel,
-                     check_device, convert, from_direct, torch_dtype)
+                     check_device, convert, from_direct, load, torch_dtype)
 
 __all__ = [
     "LBDN", "ContractingR2DN", "ContractingREN", "Equilibrium", "GeneralR2DN", "GeneralREN",
     "LipschitzR2DN", "LipschitzREN", "PassiveREN", "SandwichLayer", "TorchModel",
-    "activation_slope", "check_device", "convert", "empirical_gain", "equilibrium_solver",
-    "from_direct", "torch_dtype",
+    "activation_slope", "check_device", "convert", "empirical_gain", "implicit_equilibrium",
+    "from_direct", "load", "torch_dtype",
 ]

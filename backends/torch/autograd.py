@@ -1,4 +1,4 @@
-"""The REN equilibrium as a ``torch.autograd.Function`` differentiated by the implicit-function theorem.
+"""The REN equilibrium as a ``torch.autograd.Function`` with an implicit-function gradient.
 
 The forward pass is :func:`r2dn._spec.equilibrium` (nv steps of forward substitution, run without
 recording a graph); the backward pass is :func:`r2dn._spec.equilibrium_vjp` (one triangular
@@ -45,6 +45,12 @@ class Equilibrium(torch.autograd.Function):
     D11 : torch.Tensor (nv, nv)   strictly lower triangular (the upper part is never read)
     b : torch.Tensor (batch, nv)  the input terms ``C1 x + D12 u + bv``
     act : r2dn._spec.Activation   the slope-restricted activation
+
+    Notes
+    -----
+    The backward pass is :func:`r2dn._spec.equilibrium_vjp` with ``sigma'(v)`` from
+    :func:`activation_slope`; it is once differentiable (double backward raises), which is what
+    first-order training needs.
     """
 
     @staticmethod
@@ -76,10 +82,14 @@ class Equilibrium(torch.autograd.Function):
                 gb if ctx.needs_input_grad[1] else None, None)
 
 
-def equilibrium_solver(act: _spec.Activation) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """The solver hook ``(D11 (nv, nv), b (batch, nv)) -> w (batch, nv)`` of the REN models."""
+def implicit_equilibrium(
+        act: _spec.Activation) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The REN models' equilibrium hook ``(D11 (nv, nv), b (batch, nv)) -> w (batch, nv)``.
 
-    def solve_equilibrium(D11: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    Differentiable in ``D11`` and ``b`` by the implicit-function theorem (:class:`Equilibrium`).
+    """
+
+    def equilibrium(D11: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return Equilibrium.apply(D11, b, act)[0]
 
-    return solve_equilibrium
+    return equilibrium

@@ -22,7 +22,8 @@ MIN_PERTURBATION_NORM = 1e-12
 
 def _check_positive_int(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"empirical_gain: `{name}` must be a positive integer; got {name}={value!r}.")
+        raise ValueError(f"empirical_gain: `{name}` must be a positive integer; "
+                         f"got {name}={value!r}.")
 
 
 def empirical_gain(model: Any, *, batch: int = 16, horizon: int = 20, steps: int = 200,
@@ -62,7 +63,8 @@ def empirical_gain(model: Any, *, batch: int = 16, horizon: int = 20, steps: int
         _check_positive_int(name, value)
     for name, value in (("lr", lr), ("scale", scale)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise ValueError(f"empirical_gain: `{name}` must be a number > 0; got {name}={value!r}.")
+            raise ValueError(f"empirical_gain: `{name}` must be a number > 0; "
+                             f"got {name}={value!r}.")
     cfg = model.config
     dtype, device = torch_dtype(cfg.dtype), model.device
     gen = torch.Generator().manual_seed(seed)

@@ -19,12 +19,12 @@ import array_api_compat.torch as xp_torch
 import numpy as np
 import torch
 
-from r2dn import _spec
+from r2dn import checkpoint
 from r2dn._model import dtype_name, family_classes, to_numpy
 from r2dn.config import DTYPES, ModelConfig
 from r2dn.init import direct_shapes, init_direct
 
-from .autograd import equilibrium_solver
+from .autograd import implicit_equilibrium
 
 _TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -50,8 +50,12 @@ def _as_tensor(owner: str, name: str, value: Any, dtype: torch.dtype,
     return torch.tensor(arr, dtype=dtype, device=device)
 
 
-class TorchModel(torch.nn.Module):
+class TorchModel:
     """Parameter holder of the torch backend (the public classes add the API of DESIGN §2).
+
+    The public classes are ``(TorchModel, <mixin>, torch.nn.Module)``: the mixin's ``forward`` and
+    ``__repr__`` come before ``nn.Module``'s, and ``__call__`` is ``nn.Module.__call__`` (hooks,
+    ``torch.compile`` and ``torch.func`` all see an ordinary module).
 
     Parameters
     ----------
@@ -61,11 +65,13 @@ class TorchModel(torch.nn.Module):
         Free parameters by canonical name (arrays of any backend; torch tensors keep their
         device). Drawn from ``config.seed`` with :func:`r2dn.init.init_direct` (float64 NumPy,
         then cast) when omitted, so a seed gives the same model bit for bit in every backend.
+    device : torch.device or str, optional
+        Where to create the parameters (default: the CPU, or the device of torch ``direct``).
 
     Notes
     -----
     ``model.config`` reflects the parameters' current dtype: after ``model.double()`` it reports
-    ``dtype="float64"`` (``eps`` stays the value resolved at construction, as for a converted
+    ``dtype="float64"`` (``eps`` keeps the value fixed at construction, as for a converted
     model). Parameters of mixed dtypes, or a dtype other than float32 and float64, make
     ``config`` raise a ``TypeError``. Inputs must be torch tensors of the model's dtype on the
     parameters' device.
@@ -78,7 +84,8 @@ class TorchModel(torch.nn.Module):
                  device: torch.device | str | None = None) -> None:
         torch.nn.Module.__init__(self)
         if not isinstance(config, ModelConfig):
-            raise TypeError(f"TorchModel: `config` must be a ModelConfig; got {type(config).__name__}.")
+            raise TypeError("TorchModel: `config` must be a ModelConfig; got "
+                            f"{type(config).__name__}.")
         values = init_direct(config) if direct is None else direct
         shapes = direct_shapes(config)
         if set(values) != set(shapes):
@@ -116,7 +123,7 @@ class TorchModel(torch.nn.Module):
 
     @property
     def config(self) -> ModelConfig:
-        """The model's :class:`~r2dn.config.ModelConfig`, with ``dtype`` of the current parameters."""
+        """The model's :class:`~r2dn.config.ModelConfig`, its ``dtype`` the parameters' own."""
         dtypes = {dtype_name(t) for t in self._direct_arrays().values()}
         if len(dtypes) != 1:
             raise TypeError(f"{self._config.model}: parameters have mixed dtypes {sorted(dtypes)}; "
@@ -129,6 +136,23 @@ class TorchModel(torch.nn.Module):
             self._config_cache[name] = self._config.replace(dtype=name)
         return self._config_cache[name]
 
+    def __repr__(self) -> str:
+        try:
+            return super().__repr__()
+        except TypeError as err:          # parameters of mixed or unsupported dtypes
+            return f"{type(self).__module__}.{self._config.model}(<{err}>)"
+
+    @torch.compiler.disable
+    def explicit(self) -> Any:
+        """The explicit parameters (a NamedTuple of tensors) built from the current direct ones.
+
+        Runs eagerly under ``torch.compile`` (a graph break): it is a few small dense
+        factorisations once per call, so compiling it gains nothing, while tracing it through the
+        array-API layer costs many seconds of compile time. Gradients flow through it as usual.
+        (So ``torch.compile(model.simulate)`` works, but not with ``fullgraph=True``.)
+        """
+        return super().explicit()
+
     @property
     def device(self) -> torch.device:
         """The device of the parameters (inputs must live there too)."""
@@ -138,12 +162,9 @@ class TorchModel(torch.nn.Module):
         """Raise unless ``x`` is a torch tensor on the parameters' device."""
         check_device(self._config.model, name, x, self.device)
 
-    def _solver(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
+    def _solver(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         """The REN equilibrium with the implicit-function gradient of :mod:`.autograd`."""
-        return equilibrium_solver(self._activation())
-
-    def extra_repr(self) -> str:
-        return ""
+        return implicit_equilibrium(self._activation())
 
 
 def check_device(owner: str, name: str, x: Any, device: torch.device) -> None:
@@ -162,7 +183,8 @@ def check_device(owner: str, name: str, x: Any, device: torch.device) -> None:
     if x.device != device:
         raise ValueError(f"{owner}: `{name}` is on device {str(x.device)!r} but the model's "
                          f"parameters are on {str(device)!r}; move it with "
-                         f"{name}.to({str(device)!r}) or the model with model.to({str(x.device)!r}).")
+                         f"{name}.to({str(device)!r}) or the model with "
+                         f"model.to({str(x.device)!r}).")
 
 
 _CLASSES = family_classes(TorchModel, __name__, "float32", extra_bases=(torch.nn.Module,))
@@ -178,7 +200,7 @@ GeneralR2DN = _CLASSES["GeneralR2DN"]
 
 
 def from_direct(config: ModelConfig, direct: Mapping[str, Any], *,
-                device: torch.device | str | None = None) -> Any:
+                device: torch.device | str | None = None, check_finite: bool = True) -> Any:
     """The torch model with ``config`` and free parameters ``direct``.
 
     Parameters
@@ -190,6 +212,8 @@ def from_direct(config: ModelConfig, direct: Mapping[str, Any], *,
         their device unless ``device`` is given).
     device : torch.device or str, optional
         Where to put the parameters.
+    check_finite : bool
+        Raise a ``ValueError`` naming the first parameter holding a NaN or an infinity.
 
     Returns
     -------
@@ -197,14 +221,20 @@ def from_direct(config: ModelConfig, direct: Mapping[str, Any], *,
         An instance of the class named ``config.model``.
     """
     if not isinstance(config, ModelConfig):
-        raise TypeError(f"from_direct: `config` must be a ModelConfig; got {type(config).__name__}.")
+        raise TypeError("from_direct: `config` must be a ModelConfig; got "
+                        f"{type(config).__name__}.")
     model = object.__new__(_CLASSES[config.model])
     TorchModel.__init__(model, config, direct, device=device)
+    if check_finite:
+        for name, value in model._direct_arrays().items():
+            if not bool(torch.isfinite(value).all()):
+                raise ValueError(f"{config.model}: parameter `{name}` is not finite; pass "
+                                 "check_finite=False to accept it.")
     return model
 
 
-def convert(model: Any, *, dtype: str | None = None,
-            device: torch.device | str | None = None) -> Any:
+def convert(model: Any, *, dtype: str | None = None, device: torch.device | str | None = None,
+            check_finite: bool = True) -> Any:
     """A torch copy of a model of any backend (NumPy, torch, JAX), with identical parameters.
 
     Parameters
@@ -214,6 +244,8 @@ def convert(model: Any, *, dtype: str | None = None,
         Re-type the copy (default: the model's dtype).
     device : torch.device or str, optional
         Where to put the copy (default: the source's device for a torch model, else the CPU).
+    check_finite : bool
+        Raise a ``ValueError`` if a parameter holds a NaN or an infinity.
 
     Returns
     -------
@@ -222,4 +254,13 @@ def convert(model: Any, *, dtype: str | None = None,
         source up to the dtype's rounding.
     """
     config = model.config if dtype is None else model.config.replace(dtype=dtype)
-    return from_direct(config, model.direct(), device=device)
+    return from_direct(config, model.direct(), device=device, check_finite=check_finite)
+
+
+def load(path: Any, *, device: torch.device | str | None = None, check_finite: bool = True) -> Any:
+    """The torch model stored in an r2dn checkpoint (see :func:`r2dn.save`), on ``device``.
+
+    Raises :class:`r2dn.errors.CheckpointError` for a bad file, ``FileNotFoundError`` for none.
+    """
+    config, direct = checkpoint.read(path, check_finite=check_finite)
+    return from_direct(config, direct, device=device, check_finite=False)

@@ -3,7 +3,8 @@
 Direct parameters: ``X`` (2nx+nv, 2nx+nv), ``p`` (1,) when polar, ``Y1`` (nx, nx), ``B2`` (nx, nu),
 ``D12`` (nv, nu), ``bx`` (nx,), ``bv`` (nv,), and unless ``identity_output``: ``C2`` (ny, nx),
 ``D21`` (ny, nv), ``by`` (ny,). Contracting RENs have a free ``D22`` (ny, nu); the other families
-build D22 from ``X3``, ``Y3`` (d, d) and ``Z3`` (|ny - nu|, d), d = min(nu, ny).
+build D22 from ``X3``, ``Y3`` (d, d) and ``Z3`` (|ny - nu|, d), d = min(nu, ny). With ``d22_zero``
+(RobustNeuralNetworks.jl's ``D22_zero``) D22 is fixed at 0 and none of these exist.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import NamedTuple
 
-from ..compat import PRESETS
+from ..compat import PASSIVE_D22_JULIA, PRESETS
 from ..config import ModelConfig
 from ._xp import Array, Namespace, as_array, block, eye_like, gram, solve, upper_cholesky, \
     zeros_like_shape
@@ -82,14 +83,21 @@ def contraction_N(direct: Mapping[str, Array], cfg: ModelConfig, *, xp: Namespac
 
 def feedthrough(direct: Mapping[str, Array], cfg: ModelConfig, Q: Array | None, S: Array | None,
                 R: Array | None, *, xp: Namespace) -> Array:
-    """D22 of the family: free (contracting), passive (rho = 0), or from the supply (DESIGN §3.2)."""
+    """D22 of the family: zero (``identity_output``, ``d22_zero``), free (contracting), passive
+    (rho = 0; rho > 0 under ``compat="julia"``), or from the supply (DESIGN §3.2)."""
     X = direct["X"]
+    if cfg.identity_output or cfg.d22_zero:
+        return zeros_like_shape((cfg.ny, cfg.nu), X, xp=xp)
     if cfg.model == "ContractingREN":
-        return zeros_like_shape((cfg.ny, cfg.nu), X, xp=xp) if cfg.identity_output else direct["D22"]
-    if cfg.model == "PassiveREN" and cfg.rho_index == 0:
+        return direct["D22"]
+    if cfg.model == "PassiveREN" and (cfg.rho_index == 0 or
+                                      PRESETS[cfg.compat].passive_d22 == PASSIVE_D22_JULIA):
         X3, Y3 = direct["X3"], direct["Y3"]
         I = eye_like(cfg.nu, X, xp=xp)
-        return cfg.nu_index * I + X3.T @ X3 + Y3 - Y3.T + cfg.eps * I
+        M = X3.T @ X3 + Y3 - Y3.T + cfg.eps * I
+        if cfg.rho_index == 0:
+            return cfg.nu_index * I + M
+        return solve(I + M, I, xp=xp) / cfg.rho_index      # RobustNeuralNetworks.jl 0.3
     N = contraction_N(direct, cfg, xp=xp)
     L_Q = upper_cholesky(-Q, xp=xp)
     L_R = upper_cholesky(R - S @ solve(Q, S.T, xp=xp), xp=xp)
