@@ -9,9 +9,9 @@ Nothing here runs at import: ``import r2dn.julia`` needs no Julia and no juliaca
   a dry run, whether the Julia environment is already resolved; if not, it stops there.
 * :func:`install` is the one function that downloads: it registers the packages of
   ``juliapkg.json`` (RobustNeuralNetworks.jl 0.3, Flux, BSON) with juliapkg and resolves them.
-  In an editable install juliapkg finds ``backends/julia/juliapkg.json`` by itself; in a regular
-  install it only scans one folder level below ``site-packages``, so ``r2dn/julia/juliapkg.json``
-  is not found and :func:`install` must register it once.
+  The file ships as ``r2dn/juliapkg.json``, one folder below ``site-packages``, where juliapkg
+  looks for it by itself (it does not look deeper, so it cannot live in ``r2dn/julia/``);
+  :func:`install` registers the same packages explicitly.
 * :func:`to_julia` builds the RobustNeuralNetworks.jl parameters of an r2dn REN or LBDN with the
   structs' own constructors (so every direct-to-explicit map afterwards is Julia's), and for an
   R2DN the ``R2DNShim.R2DN`` of ``r2dn_shim.jl``: r2dn's explicit LTI matrices around an RNN.jl
@@ -32,6 +32,7 @@ warns that the other order can crash).
 from __future__ import annotations
 
 import functools
+import importlib.resources
 import importlib.util
 import json
 import os
@@ -58,7 +59,7 @@ __all__ = [
 #: The Julia file defining module ``R2DNShim`` (shipped as package data).
 SHIM_PATH = Path(__file__).with_name("r2dn_shim.jl")
 #: r2dn's Julia dependencies, in juliapkg's format (shipped as package data).
-JULIAPKG_JSON = Path(__file__).with_name("juliapkg.json")
+JULIAPKG_JSON = Path(str(importlib.resources.files("r2dn") / "juliapkg.json"))
 #: Seconds the availability probe may take (the first load of Flux can compile for minutes).
 PROBE_TIMEOUT_S = 600.0
 #: The RobustNeuralNetworks.jl release the bridge is written against (major.minor).
