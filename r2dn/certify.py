@@ -13,8 +13,10 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import array_api_compat.numpy as xnp
 import numpy as np
 
+from . import _spec
 from ._model import to_numpy
 from .config import CONTRACTING_FAMILIES, LIPSCHITZ_FAMILIES, ModelConfig, lipschitz_supply
 
@@ -128,13 +130,26 @@ def _network_layers(e: Any) -> tuple:
     return (net,)                                   # a single SandwichLayer
 
 
-def certify(model: Any) -> CertificateReport:
+def certify(model: Any, *, float64_maps: bool = False) -> CertificateReport:
     """Check a model of any backend against its certificate (DESIGN §3.4), in float64.
+
+    Parameters
+    ----------
+    model : an r2dn model of any backend (only ``explicit()`` and ``config`` are read)
+    float64_maps : bool
+        ``False`` (default): certify the explicit matrices the model itself computes (in its
+        dtype). ``True``: recompute them from ``direct()`` in float64 first, which certifies the
+        parameter point itself. For float32 models whose certificate margin is below float32
+        rounding (a REN's input direction can be tight to O(eps): DESIGN §3.4) the two differ.
 
     Raises ``ValueError`` when the model's explicit parameters are not finite.
     """
     cfg: ModelConfig = model.config
-    e = _np(model.explicit())
+    if float64_maps:
+        direct = {k: np.asarray(to_numpy(v), dtype=np.float64) for k, v in model.direct().items()}
+        e = _spec.direct_to_explicit(direct, cfg.replace(dtype="float64"), xp=xnp)
+    else:
+        e = _np(model.explicit())
     for name, value in zip(e._fields, e):
         if isinstance(value, np.ndarray) and not np.all(np.isfinite(value)):
             raise ValueError(f"certify: explicit parameter `{name}` of the {cfg.model} is not finite.")

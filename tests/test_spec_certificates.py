@@ -166,3 +166,14 @@ def test_feedthrough_contraction_has_norm_below_one(nu, ny, seed, compat):
     N = contraction_N(model.direct(), model.config, xp=xnp)
     assert N.shape == (ny, nu)
     assert np.linalg.norm(N, 2) < 1
+
+
+def test_float64_maps_certify_the_parameter_point():
+    """float64_maps recomputes the explicit maps from direct() in float64: for a float64 model it
+    is the same report; for a float32 model the margins agree to float32 rounding."""
+    m64 = perturb(rn, build(rn, "LipschitzR2DN", 2, 3, 4, 2, seed=3), 3)
+    assert r2dn.certify(m64, float64_maps=True) == r2dn.certify(m64)
+    m32 = rn.convert(m64, dtype="float32")
+    a, b = r2dn.certify(m32), r2dn.certify(m32, float64_maps=True)
+    assert a.certified and b.certified
+    assert abs(a.min_eig - b.min_eig) <= 1e-4 * a.scale
