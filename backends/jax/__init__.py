@@ -1,0 +1,37 @@
+"""r2dn's JAX backend: every model of the catalogue as a JAX pytree (jit, grad, vmap, optax).
+
+``import r2dn.jax as rn`` gives ``rn.SandwichLayer``, ``rn.LBDN``, ``rn.ContractingREN``, ...,
+``rn.GeneralR2DN`` with the API of DESIGN §2, plus :func:`convert`, :func:`from_direct` and
+:func:`empirical_gain`. Models are immutable pytrees: the free parameters are the leaves and the
+config is static data, so they pass straight through ``jax.jit``, ``jax.grad``, ``jax.vmap`` and
+``optax.apply_updates``. ``simulate`` runs ``lax.scan``; the REN equilibrium has a custom
+implicit-function gradient; every matmul is full precision (HIGHEST), on CPU and GPU.
+:func:`fast_compile_options` gives XLA options that compile several times faster on a CPU.
+
+The default dtype is float32. float64 models need JAX's 64-bit mode, which is the user's choice
+(``jax.config.update("jax_enable_x64", True)``); r2dn never changes JAX's configuration. One seed
+gives the same parameters, bit for bit, as ``r2dn.numpy`` (NumPy float64 draws, then cast).
+
+>>> import jax, jax.numpy as jnp
+>>> import r2dn.jax as rn
+>>> model = rn.ContractingR2DN(2, 3, 4, 1, hidden=(8,), seed=0)
+>>> def loss(m, us):
+...     x_T, ys = m.simulate(m.init_state(us.shape[1]), us)     # us (T, batch, nu)
+...     return jnp.mean(ys ** 2)
+>>> us = jnp.ones((10, 5, 2), dtype=jnp.float32)
+>>> value, grads = jax.jit(jax.value_and_grad(loss))(model, us)
+>>> type(grads).__name__, grads.direct().keys() == model.direct().keys()
+('ContractingR2DN', True)
+"""
+
+from .gain import empirical_gain
+from .models import (LBDN, ContractingR2DN, ContractingREN, GeneralR2DN, GeneralREN, JaxModel,
+                     LipschitzR2DN, LipschitzREN, PassiveREN, SandwichLayer, convert, from_direct,
+                     load)
+from .rollout import CPU_FAST_COMPILE_OPTIONS, MATMUL_PRECISION, fast_compile_options
+
+__all__ = [
+    "CPU_FAST_COMPILE_OPTIONS", "LBDN", "ContractingR2DN", "ContractingREN", "GeneralR2DN",
+    "GeneralREN", "JaxModel", "LipschitzR2DN", "LipschitzREN", "MATMUL_PRECISION", "PassiveREN",
+    "SandwichLayer", "convert", "empirical_gain", "fast_compile_options", "from_direct", "load",
+]

@@ -1,0 +1,136 @@
+"""What the JAX backend runs, with no maths of its own: the time loop under ``lax.scan``, the REN
+equilibrium's custom gradient, and the matmul precision of every model computation.
+
+Every formula comes from :mod:`r2dn._spec`: the loop body is ``_spec.cell``, the input terms are
+``_spec.input_terms`` (one product before the loop), the outputs ``_spec.outputs`` (one product
+after it), the REN equilibrium is ``_spec.equilibrium`` and its reverse-mode derivative
+``_spec.equilibrium_vjp``. This module only registers them with JAX.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from r2dn import _spec
+
+#: Matmul precision of every model computation. The certificates of DESIGN §3.4 assume
+#: full-precision arithmetic; on GPUs JAX's default precision may run float32 matmuls in TF32 or
+#: bf16 passes, which can break a certificate, so the models always trace with this precision.
+MATMUL_PRECISION = "highest"
+
+
+#: XLA compiler options that cut CPU compilation time about five-fold (unoptimised LLVM, no fusion
+#: emitters), for ``jax.jit(f, compiler_options=...)``. On a small CPU, compiling a model's
+#: gradient takes seconds; with these options R2DN rollouts run about as fast, but the REN's
+#: nv-step equilibrium runs several times slower, so they are an opt-in (tests, short scripts).
+CPU_FAST_COMPILE_OPTIONS = {"xla_backend_optimization_level": 0,
+                            "xla_cpu_use_fusion_emitters": False}
+
+
+def fast_compile_options(platform: str | None = None) -> dict[str, Any] | None:
+    """:data:`CPU_FAST_COMPILE_OPTIONS` when ``platform`` (default: JAX's default backend) is the
+    CPU, else ``None`` (the options are CPU-specific). Pass to ``jax.jit(compiler_options=...)``."""
+    platform = jax.default_backend() if platform is None else platform
+    return dict(CPU_FAST_COMPILE_OPTIONS) if platform == "cpu" else None
+
+
+def full_precision() -> Any:
+    """Context manager: matmuls traced inside it carry ``precision=HIGHEST``.
+
+    It acts at trace time, so it works inside ``jax.jit``; it is entered around ``explicit()``,
+    ``simulate()``, ``model(...)`` and the REN's custom backward pass, and leaves JAX's global
+    configuration alone.
+    """
+    return jax.default_matmul_precision(MATMUL_PRECISION)
+
+
+def scan_rollout(e: Any, nonlinearity: Callable[[Any], Any], x0: Any, us: Any, *,
+                 unroll: int | bool = 1) -> tuple[Any, Any]:
+    """Run a recurrent model over a sequence with ``lax.scan``.
+
+    Parameters
+    ----------
+    e : RENExplicit or R2DNExplicit
+        Explicit parameters, built once per call by the caller.
+    nonlinearity : callable
+        ``v (batch, nv) -> w (batch, nv)`` from ``_spec.nonlinearity``.
+    x0 : Array (batch, nx)
+    us : Array (T, batch, nu)
+    unroll : int or bool
+        Passed to ``lax.scan``: steps unrolled per loop iteration (``True``: all).
+
+    Returns
+    -------
+    (x_T, ys) : (Array (batch, nx), Array (T, batch, ny))
+    """
+    uv, ux, uy = _spec.input_terms(e, us, xp=jnp)
+
+    def step(x, terms):
+        x_next, w = _spec.cell(e, nonlinearity, x, *terms)
+        return x_next, (x, w)
+
+    x_T, (xs, ws) = lax.scan(step, x0, (uv, ux), unroll=unroll)
+    return x_T, _spec.outputs(e, xs, ws, uy)
+
+
+def _slopes(act: _spec.Activation, v: Any) -> tuple[Any, Any]:
+    """``(sigma(v), sigma'(v))``: the spec's derivative for a named activation, else ``jax.jvp``."""
+    if act.deriv is None:
+        return jax.jvp(act.fn, (v,), (jnp.ones_like(v),))
+    w = act.fn(v)
+    return w, act.deriv(v, w)
+
+
+@functools.lru_cache(maxsize=None)
+def equilibrium_layer(activation: str | Callable[[Any], Any]) -> Callable[[Any, Any], Any]:
+    """The REN equilibrium ``(D11, b) -> w`` with ``w = sigma(D11 w + b)``, as a ``jax.custom_vjp``.
+
+    The forward pass is ``_spec.equilibrium`` (nv steps of forward substitution). The backward
+    pass is ``_spec.equilibrium_vjp``: the implicit-function theorem gives the cotangents with one
+    triangular back-substitution of nv steps, instead of differentiating through the forward loop.
+    sigma' comes from the spec for the named activations and from ``jax.jvp`` for a user callable
+    (which must act elementwise).
+
+    Parameters
+    ----------
+    activation : str or callable
+        ``config.activation`` (hashable; one layer is built per activation and cached).
+
+    Returns
+    -------
+    callable
+        ``layer(D11 (nv, nv), b (batch, nv)) -> w (batch, nv)``; D11 strictly lower triangular.
+        Reverse mode (``jax.grad``, ``jax.vjp``) only: forward mode (``jax.jvp``, ``jax.jacfwd``)
+        is not defined for a ``custom_vjp``.
+    """
+    act = _spec.activation(activation, xp=jnp)
+
+    @jax.custom_vjp
+    def layer(D11, b):
+        return _spec.equilibrium(D11, b, act, xp=jnp)
+
+    def layer_fwd(D11, b):
+        slopes = []
+
+        def record(v):                   # the pre-activations the spec's loop feeds to sigma
+            w, s = _slopes(act, v)
+            slopes.append(s)
+            return w
+
+        with full_precision():           # traced when differentiated, maybe after the call
+            w = _spec.equilibrium(D11, b, _spec.Activation(record, act.deriv), xp=jnp)
+        return w, (D11, w, jnp.stack(slopes, axis=1))
+
+    def layer_bwd(residuals, gw):
+        D11, w, slope = residuals
+        with full_precision():           # traced when transposed, after the forward pass
+            return _spec.equilibrium_vjp(D11, w, slope, gw, xp=jnp)
+
+    layer.defvjp(layer_fwd, layer_bwd)
+    return layer
