@@ -1,0 +1,85 @@
+"""Move a model between files and frameworks: what ``r2dn convert`` does.
+
+:func:`load_any` reads an r2dn checkpoint (safetensors) or a RobustNeuralNetworks.jl BSON file
+(decided by content, not by name) into a backend; :func:`convert_file` writes it back out as an
+r2dn checkpoint after checking that it runs and says what it is.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+from typing import Any
+
+from .checkpoint import save
+
+BSON_SUFFIX = ".bson"
+
+
+def _looks_like_bson(path: Path) -> bool:
+    """BSON starts with its own little-endian int32 length; safetensors with an 8-byte header
+    length followed by ``{``."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    if len(head) == 9 and head[8:9] == b"{":
+        return False
+    return path.suffix.lower() == BSON_SUFFIX or (
+        len(head) >= 4 and int.from_bytes(head[:4], "little") == path.stat().st_size)
+
+
+def load_any(path: str | os.PathLike, backend: str = "numpy", *, key: str = "model",
+             dtype: str | None = None) -> Any:
+    """A model of ``r2dn.<backend>`` from an r2dn checkpoint or a RobustNeuralNetworks.jl file.
+
+    Raises ``FileNotFoundError`` for a missing file and a :class:`r2dn.errors.FormatError`
+    subclass for a corrupt one; ``ValueError`` when the BSON file holds something that is not a
+    model of r2dn's catalogue (a plain Flux ``Chain`` of ``Dense`` layers, say).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"r2dn: no such file: {path}")
+    rn = importlib.import_module(f"r2dn.{backend}")
+    if _looks_like_bson(path):
+        from r2dn.julia import load_model
+        model = load_model(path, key=key, backend=backend, dtype=dtype)
+        if not hasattr(model, "config"):
+            raise ValueError(f"{path}: holds a {type(model).__name__}, not a model of r2dn's "
+                             "catalogue; it cannot be stored as an r2dn checkpoint.")
+        return model
+    model = rn.load(path)
+    return model if dtype is None or dtype == model.config.dtype else rn.convert(model, dtype=dtype)
+
+
+def convert_file(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str = "numpy",
+                 key: str = "model", dtype: str | None = None) -> tuple[Any, Path]:
+    """Load ``src`` into ``backend``, check one step runs and is finite, save ``dst``.
+
+    Returns ``(model, dst_path)``. Raises ``ValueError`` if the model's outputs are not finite.
+    """
+    import numpy as np
+
+    from ._model import to_numpy
+
+    model = load_any(src, backend, key=key, dtype=dtype)
+    c = model.config
+    probe = np.zeros((1, c.nu if c.is_recurrent else c.in_features))
+    args = (model.init_state(1),) if c.is_recurrent else ()
+    out = model(*args, _as_backend_array(probe, model, backend))
+    values = out if isinstance(out, tuple) else (out,)
+    if not all(np.all(np.isfinite(to_numpy(v))) for v in values):
+        raise ValueError(f"{src}: the loaded {c.model} gives non-finite outputs.")
+    return model, save(model, dst)
+
+
+def _as_backend_array(a: Any, model: Any, backend: str) -> Any:
+    """``a`` as an array of ``backend`` with the model's dtype (and device, for torch)."""
+    if backend == "numpy":
+        return a.astype(model.config.dtype)
+    if backend == "torch":
+        import torch
+        device = next(iter(model.direct().values())).device
+        return torch.as_tensor(a, dtype=getattr(torch, model.config.dtype), device=device)
+    import jax.numpy as jnp
+    return jnp.asarray(a, dtype=model.config.dtype)
+
