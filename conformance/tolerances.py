@@ -1,0 +1,73 @@
+"""The one tolerance table of the conformance suite, with the reason for every entry.
+
+Errors are measured as ``max|actual - reference| / max(1, max|reference|)`` per array (the worst
+array of a check counts), against the float64 NumPy reference evaluated on the *same* parameters
+and inputs (a float32 case's values rounded to float32, then evaluated in float64), so an error
+is the backend's arithmetic alone. Gradients use the largest reference gradient entry of the case
+as the scale. Bounds (rate, gain) are relative slacks: ``value <= bound * (1 + tol)``.
+
+The base tolerances are the project's (``1e-12`` for float64, ``1e-5`` for float32); entries that
+differ say why, with the worst error measured over the full tier on this project's CI CPU
+(x86-64, 2 cores; torch 2.13 CPU, jax 0.10.2) in ``MEASURED``.
+"""
+
+from __future__ import annotations
+
+#: tolerance per dtype and check
+TOL: dict[str, dict[str, float]] = {
+    "float64": {
+        "explicit": 1e-12,
+        "step": 1e-12,
+        "rollout": 1e-12,
+        "forward": 1e-12,
+        "golden": 1e-12,
+        # torch against JAX, every gradient entry: two autodiff implementations of the same maps.
+        "grad_cross": 1e-12,
+        # autodiff against a float64 central difference of the NumPy reference (Richardson
+        # extrapolation of steps h and h/2, h = 1e-4 (1 + |theta|)): the difference itself is only
+        # accurate to about eps |loss| / h ~ 1e-11 of the gradient scale.
+        "grad_fd": 1e-8,
+        # bounds: the certificate is computed by bisection (2^-50) on float64 matrices, and the
+        # empirical ratios are quotients of float64 differences.
+        "certificate": 1e-9,
+        "contraction": 1e-9,
+        "gain_random": 1e-9,
+        "dissipation": 1e-9,
+        "gain_adversarial": 1e-9,
+    },
+    "float32": {
+        "explicit": 1e-5,
+        "step": 1e-5,
+        "rollout": 1e-5,
+        "forward": 1e-5,
+        "golden": 1e-5,
+        "grad_cross": 1e-5,
+        "grad_fd": 1e-5,
+        # a float32 model's explicit matrices, read in float64, carry rounding of ~6e-8 relative,
+        # so the certified rate / gain of the rounded model may sit that far above the bound.
+        "certificate": 1e-5,
+        "contraction": 1e-5,
+        "gain_random": 1e-5,
+        "dissipation": 1e-5,
+        "gain_adversarial": 1e-5,
+    },
+}
+
+#: central-difference step, relative to 1 + |theta| (the Richardson pair uses h and h / 2).
+FD_STEP = 1e-4
+#: random directions over all parameters checked by directional differences, per case.
+FD_DIRECTIONS = 2
+#: entries whose two differences disagree by more than this (relative to the gradient scale) sit
+#: next to a kink of a ReLU (or of the relu-like clip) and are left out of the check.
+FD_KINK = 1e-5
+
+#: the worst errors measured over the full tier (filled in from report.json; see README).
+MEASURED: dict[str, dict[str, float]] = {}
+
+
+def tolerance(dtype: str, check: str) -> float:
+    """The tolerance of ``check`` for a model of ``dtype``."""
+    try:
+        return TOL[dtype][check]
+    except KeyError as err:
+        raise ValueError(f"conformance: no tolerance for check {check!r} in dtype {dtype!r}.") from err
