@@ -18,16 +18,9 @@ from tqdm import tqdm
 
 import r2dn
 from r2dn._model import to_numpy
-from r2dn.config import RECURRENT_FAMILIES, R2DN_FAMILIES
+from r2dn.config import RECURRENT_FAMILIES, R2DN_FAMILIES, random_supply
 
 
-def random_qsr(rng: np.random.Generator, nu: int, ny: int):
-    A = rng.normal(size=(ny, ny))
-    Q = -(A @ A.T / ny + 0.5 * np.eye(ny))
-    S = 0.3 * rng.normal(size=(nu, ny))
-    B = rng.normal(size=(nu, nu))
-    R = S @ np.linalg.solve(Q, S.T) + B @ B.T / nu + 0.5 * np.eye(nu)
-    return Q, S, (R + R.T) / 2
 
 
 def draw(rn, rng: np.random.Generator, family: str, trial: int):
@@ -44,7 +37,7 @@ def draw(rn, rng: np.random.Generator, family: str, trial: int):
     if family.startswith("Lipschitz"):
         args.append(float(10 ** rng.uniform(-2, 2)))
     if family.startswith("General"):
-        args += list(random_qsr(rng, nu, ny))
+        args += list(random_supply(rng, nu, ny))
     model = getattr(rn, family)(*args, **kw)
     if rng.uniform() < 0.5:                      # the guarantee holds for every parameter value
         scale = float(rng.choice([0.3, 1.0, 3.0]))

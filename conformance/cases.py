@@ -39,7 +39,7 @@ import numpy as np
 
 import r2dn.init  # noqa: F401  (doctest above)
 from r2dn.config import (CONSTRUCTORS, CONTRACTING_FAMILIES, FEEDFORWARD_FAMILIES, FAMILIES,
-                         LIPSCHITZ_FAMILIES, ModelConfig)
+                         LIPSCHITZ_FAMILIES, ModelConfig, random_supply)
 from r2dn.init import init_direct
 
 #: relative size of the perturbation that moves the parameters away from their initial values.
@@ -139,14 +139,6 @@ class Case:
         return {f.name: getattr(self, f.name) for f in fields(self)} | {"id": self.id}
 
 
-def random_qsr(rng: np.random.Generator, nu: int, ny: int):
-    """A random valid supply rate: Q negative definite, R - S Q^-1 S^T positive definite."""
-    A = rng.normal(size=(ny, ny))
-    Q = -(A @ A.T / ny + 0.5 * np.eye(ny))
-    S = 0.3 * rng.normal(size=(nu, ny))
-    B = rng.normal(size=(nu, nu))
-    R = S @ np.linalg.solve(Q, S.T) + B @ B.T / nu + 0.5 * np.eye(nu)
-    return Q, (S), (R + R.T) / 2
 
 
 def make_config(case: Case, dtype: str | None = None) -> ModelConfig:
@@ -170,7 +162,7 @@ def make_config(case: Case, dtype: str | None = None) -> ModelConfig:
         if c.family in LIPSCHITZ_FAMILIES:
             args.append(c.gamma)
         if c.family.startswith("General"):
-            args += list(random_qsr(np.random.default_rng([c.seed, 7]), c.nu, c.ny))
+            args += list(random_supply(np.random.default_rng([c.seed, 7]), c.nu, c.ny))
         if c.family == "PassiveREN":
             kw.update(nu_index=c.nu_index, rho_index=c.rho_index)
         if c.family in CONTRACTING_FAMILIES:

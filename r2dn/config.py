@@ -154,6 +154,20 @@ class ModelConfig:
         return dataclasses.replace(self, **changes)
 
 
+def random_supply(rng: np.random.Generator, nu: int, ny: int
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A random valid supply rate (Q, S, R): Q negative definite, R - S Q^-1 S^T positive definite.
+
+    For tests, benchmarks and the conformance suite; the draws are part of their reproducibility.
+    """
+    A = rng.normal(size=(ny, ny))
+    Q = -(A @ A.T / ny + 0.5 * np.eye(ny))
+    S = 0.3 * rng.normal(size=(nu, ny))
+    B = rng.normal(size=(nu, nu))
+    R = S @ np.linalg.solve(Q, S.T) + B @ B.T / nu + 0.5 * np.eye(nu)
+    return Q, S, (R + R.T) / 2
+
+
 def lipschitz_supply(gamma: float, nu: int, ny: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(Q, S, R) = (-I/gamma, 0, gamma I): the supply rate of a gamma-Lipschitz map."""
     return -np.eye(ny) / gamma, np.zeros((nu, ny)), gamma * np.eye(nu)

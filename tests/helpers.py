@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from r2dn.config import FAMILIES, R2DN_FAMILIES
+from r2dn.config import FAMILIES, R2DN_FAMILIES, random_supply as random_qsr
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -32,14 +32,6 @@ def assert_close(actual, desired, tier: str = "f64", scale: float | None = None)
     assert err <= TOL[tier] * ref * 10, f"max error {err:.3g} > {TOL[tier]:g} x 10 x scale {ref:.3g}"
 
 
-def random_qsr(rng: np.random.Generator, nu: int, ny: int):
-    """A random valid supply rate: Q < 0 and R - S Q^-1 S^T > 0."""
-    A = rng.normal(size=(ny, ny))
-    Q = -(A @ A.T / ny + 0.5 * np.eye(ny))
-    S = 0.3 * rng.normal(size=(nu, ny))
-    B = rng.normal(size=(nu, nu))
-    R = S @ np.linalg.solve(Q, S.T) + B @ B.T / nu + 0.5 * np.eye(nu)
-    return Q, S, (R + R.T) / 2
 
 
 def build(rn, family: str, nu: int, nx: int, nv: int, ny: int, *, seed: int = 0,
