@@ -120,6 +120,11 @@ class Backend:
         a function that calls a model many times is traced once, not dispatched op by op)."""
         raise NotImplementedError
 
+    def eager(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """``fn`` run without gradients and without compiling it as a whole (JAX: op by op; the
+        models' own methods are compiled by r2dn.jax), for loops too long to trace."""
+        raise NotImplementedError
+
     def sync(self, value: Any) -> Any:
         """Wait until ``value`` (an array or a pytree of arrays) is computed."""
         return value
@@ -180,6 +185,8 @@ class TorchBackend(Backend):
                 return fn(*args)
         return run
 
+    eager = evaluator
+
     def grad_callable(self, model, loss_fn, *args):
         params = [p for p in model.parameters() if p.requires_grad]
 
@@ -209,9 +216,16 @@ class _TorchTrainer(Trainer):
         for group in self.opt.param_groups:
             group["lr"] = lr
         self.opt.step()
-        aux = self.torch.utils._pytree.tree_map(
-            lambda a: a.detach() if isinstance(a, self.torch.Tensor) else a, aux)
-        return float(loss.detach()), aux
+        return float(loss.detach()), _detach(self.torch, aux)
+
+
+def _detach(torch, value: Any) -> Any:
+    """``value`` (a tensor, None, or tuples/lists of them) cut from the autograd graph."""
+    if isinstance(value, torch.Tensor):
+        return value.detach()
+    if isinstance(value, (tuple, list)):
+        return type(value)(_detach(torch, v) for v in value)
+    return value
 
 
 class JaxBackend(Backend):
@@ -246,6 +260,9 @@ class JaxBackend(Backend):
 
     def evaluator(self, fn):
         return self.jax.jit(fn)
+
+    def eager(self, fn):
+        return fn
 
     def sync(self, value):
         return self.jax.block_until_ready(value)

@@ -1,10 +1,10 @@
 """Smoke runs of the paper's examples and the benchmarks: each script's ``--quick`` mode, end to end.
 
 Each script runs in a subprocess (as a user runs it) with tiny data, model and epochs, on one
-backend per script, alternating torch and JAX so both training loops are exercised while the CI
-cost of all runs together stays at a few minutes on a 2-core CPU. The checks: exit status 0,
-``results.json`` with the settings, the stated deviations from the paper and finite figures, and the
-PNG plots. The F-16 run needs the benchmark's data (``$R2DN_DATA/f16`` or ``../shared/data/f16``)
+backend per script, alternating torch and JAX so both training loops (with and without gradient
+clipping, REN and R2DN) are exercised while the CI cost of all runs together stays at about two
+minutes on a 2-core CPU. The checks: exit status 0, ``results.json`` with the settings, the stated
+deviations from the paper and finite figures, and the PNG plots. The F-16 run needs the benchmark's data (``$R2DN_DATA/f16`` or ``../shared/data/f16``)
 and is skipped with the reason when it is absent; a run pointed at a missing folder must say what
 is missing.
 """
@@ -25,7 +25,7 @@ from helpers import REPO, data_dir
 QUICK_RUNS = [
     ("examples/f16_sysid.py", "torch", "r2dn", ["train_loss.png", "validation.png"]),
     ("examples/pde_observer.py", "jax", "r2dn", ["heatmap.png", "trajectory.png", "train_loss.png"]),
-    ("examples/youla_control.py", "torch", "ren", ["step_response.png", "test_cost.png"]),
+    ("examples/youla_control.py", "jax", "ren", ["step_response.png", "test_cost.png"]),
     ("benchmarks/expressivity.py", "torch", None, ["expressivity_timing.png"]),
     ("benchmarks/overhead.py", "torch", None, []),
 ]
