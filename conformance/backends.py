@@ -125,6 +125,9 @@ class Adapter:
         """The backend's ``empirical_gain`` (adversarial ascent), or None when it has none."""
         return None
 
+    def release(self) -> None:
+        """Free what the finished cases left behind (called between cases of a long run)."""
+
 
 class NumpyAdapter(Adapter):
     name = "numpy"
@@ -318,6 +321,12 @@ class JaxAdapter(Adapter):
     def adversarial_gain(self, model, *, steps, horizon, batch, seed):
         return _call_gain(self.rj.empirical_gain, model, steps=steps, horizon=horizon,
                           batch=batch, seed=seed)
+
+    def release(self):
+        """Drop every compiled program: each case compiles new ones, and on a CPU each holds
+        memory mappings of JIT code; a few hundred cases in one process otherwise exhaust the
+        mappings (LLVM "Cannot allocate memory", then a crash)."""
+        self.jax.clear_caches()
 
 
 class JuliaAdapter(Adapter):

@@ -4,7 +4,8 @@
 absent with the reason, tier, device, durations) and, under ``"cases"``, one entry per case with
 the case's fields and the list of its check results. ``report.md`` is the same for people, and
 ``report.png`` plots the worst error per backend and dtype against the tolerances, and the
-certified rate and gain against the configured bounds.
+certified rate and gain against the configured bounds. (:func:`~.suite.run_suite` also appends
+every case's results to ``results.jsonl`` as the run goes.)
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -69,10 +70,19 @@ def run_suite(*, tier: str = "quick", backends: tuple[str, ...] | list[str] = _b
         except ImportError:
             bar = None
     failing = 0
+    partial = None
+    if report_dir is not None:
+        Path(report_dir).mkdir(parents=True, exist_ok=True)
+        partial = Path(report_dir) / "results.jsonl"
+        partial.write_text("")
 
     def tick(case: Case, results: list[CheckResult]) -> None:
         nonlocal failing
         failing += sum(r.failed for r in results)
+        if partial is not None:              # survives a crash of a long run
+            with partial.open("a") as f:
+                for r in results:
+                    f.write(json.dumps(r.to_dict()) + "\n")
         if bar is not None:
             bar.set_postfix_str(f"failing={failing} {case.family}")
             bar.update(1)
