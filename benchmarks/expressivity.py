@@ -70,8 +70,8 @@ def main(argv: list[str] | None = None) -> dict:
     load_before = cpu_load()
 
     rows, infos = [], {}
-    cases = [(b, f, n) for b in backends for f, sizes in (("ren", s["ren_nv"]), ("r2dn", s["r2dn_widths"]))
-             for n in sizes]
+    grid = (("ren", s["ren_nv"]), ("r2dn", s["r2dn_widths"]))
+    cases = [(b, f, n) for b in backends for f, sizes in grid for n in sizes]
     current, bk = None, None
     for name, family, size in progress(cases, args, desc="cases"):
         if name != current:

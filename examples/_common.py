@@ -22,6 +22,7 @@ import os
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
+import abc  # noqa: E402
 import argparse  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
@@ -35,7 +36,6 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-EXAMPLES = Path(__file__).resolve().parent
 BACKEND_CHOICES = ("torch", "jax")
 #: Adam as in the paper's code (optax.adam defaults; torch.optim.Adam has the same ones).
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8
@@ -89,7 +89,7 @@ def log_epoch(args: argparse.Namespace, epoch: int, epochs: int, **values: Any) 
 
 # -- the framework adapters -----------------------------------------------------------------------
 
-class Backend:
+class Backend(abc.ABC):
     """What a script needs from a framework. ``rn`` is ``r2dn.torch`` or ``r2dn.jax``."""
 
     name: str
@@ -101,49 +101,57 @@ class Backend:
         """``model.simulate(x0, us)`` (JAX: with ``unroll=self.unroll``), for use in losses."""
         return model.simulate(x0, us)
 
+    @abc.abstractmethod
     def asarray(self, a: np.ndarray) -> Any:
-        raise NotImplementedError
+        ...
 
     def numpy(self, a: Any) -> np.ndarray:
         from r2dn._model import to_numpy
         return np.asarray(to_numpy(a), dtype=np.float64)
 
+    @abc.abstractmethod
     def trainer(self, model: Any, loss_fn: Callable[..., Any], clip: float | None) -> "Trainer":
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def simulate(self, model: Any, x0: Any, us: Any) -> tuple[Any, Any]:
         """``model.simulate(x0, us)`` with no gradient (jitted in JAX)."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def evaluator(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """``fn`` run without gradients: under ``torch.no_grad()``, or ``jax.jit``-compiled (so
         a function that calls a model many times is traced once, not dispatched op by op)."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def eager(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """``fn`` run without gradients and without compiling it as a whole (JAX: op by op; the
         models' own methods are compiled by r2dn.jax), for loops too long to trace."""
-        raise NotImplementedError
+        ...
 
     def sync(self, value: Any) -> Any:
         """Wait until ``value`` (an array or a pytree of arrays) is computed."""
         return value
 
-    def grad_callable(self, model: Any, loss_fn: Callable[..., Any], *args: Any) -> Callable[[], Any]:
+    @abc.abstractmethod
+    def grad_callable(self, model: Any, loss_fn: Callable[..., Any],
+                      *args: Any) -> Callable[[], Any]:
         """A zero-argument callable computing the gradient of ``loss_fn(model, *args)`` with
         respect to every free parameter (forward and backward pass; jitted in JAX)."""
-        raise NotImplementedError
+        ...
 
     def forward_callable(self, fn: Callable[..., Any], *args: Any) -> Callable[[], Any]:
         """A zero-argument callable running ``fn(*args)`` without gradients (jitted in JAX)."""
         ev = self.evaluator(fn)
         return lambda: ev(*args)
 
+    @abc.abstractmethod
     def info(self) -> dict[str, Any]:
-        raise NotImplementedError
+        ...
 
 
-class Trainer:
+class Trainer(abc.ABC):
     """One optimiser step at a time: ``loss, aux = trainer.step(lr, *batch)``; ``trainer.model``.
 
     Adam (betas 0.9/0.999, eps 1e-8) on every free parameter, the gradient clipped elementwise to
@@ -154,8 +162,9 @@ class Trainer:
 
     model: Any
 
+    @abc.abstractmethod
     def step(self, lr: float, *batch: Any) -> tuple[float, Any]:
-        raise NotImplementedError
+        ...
 
 
 class TorchBackend(Backend):
@@ -328,7 +337,8 @@ def num_params(model: Any) -> int:
 
 # -- schedules ------------------------------------------------------------------------------------
 
-def step_decay(lr0: float, every: int, factor: float = 0.1, floor: float = 0.0) -> Callable[[int], float]:
+def step_decay(lr0: float, every: int, factor: float = 0.1,
+               floor: float = 0.0) -> Callable[[int], float]:
     """``lr(epoch) = max(lr0 * factor ** (epoch // every), floor)`` (optax.exponential_decay,
     staircase, ``end_value=floor``, as the paper's code)."""
     return lambda epoch: max(lr0 * factor ** (epoch // every), floor)

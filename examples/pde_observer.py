@@ -44,7 +44,8 @@ def pde_step(xi: np.ndarray, b: float, dz: float, dt: float) -> np.ndarray:
     x = xi.copy()
     for _ in range(EULER_STEPS):
         inner = x[1:-1]
-        x[1:-1] = inner + c * (x[:-2] + x[2:] - 2 * inner) + (dt / 2) * inner * (1 - inner) * (inner - 0.5)
+        x[1:-1] = (inner + c * (x[:-2] + x[2:] - 2 * inner)
+                   + (dt / 2) * inner * (1 - inner) * (inner - 0.5))
         x[0] = x[-1] = b
     return x
 

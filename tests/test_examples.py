@@ -4,9 +4,9 @@ Each script runs in a subprocess (as a user runs it) with tiny data, model and e
 backend per script, alternating torch and JAX so both training loops (with and without gradient
 clipping, REN and R2DN) are exercised while the CI cost of all runs together stays at about two
 minutes on a 2-core CPU. The checks: exit status 0, ``results.json`` with the settings, the stated
-deviations from the paper and finite figures, and the PNG plots. The F-16 run needs the benchmark's data (``$R2DN_DATA/f16`` or ``../shared/data/f16``)
-and is skipped with the reason when it is absent; a run pointed at a missing folder must say what
-is missing.
+deviations from the paper and finite figures, and the PNG plots. The F-16 run needs the
+benchmark's data (``$R2DN_DATA/f16`` or ``../shared/data/f16``) and is skipped with the reason when
+it is absent; a run pointed at a missing folder must say what is missing.
 """
 
 from __future__ import annotations

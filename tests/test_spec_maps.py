@@ -125,6 +125,36 @@ def test_equilibrium_vjp_matches_finite_differences():
     np.testing.assert_allclose(gD, num_D, atol=1e-8)
 
 
+@pytest.mark.parametrize("block", [1, 3, 16, 37, 64])
+@pytest.mark.parametrize("act", ["relu", "tanh"])
+def test_blocked_substitutions_against_the_dense_equations(act, block):
+    """Every block size (one neuron, blocks that do not divide nv, one block, more than nv) gives
+    the fixed point of ``w = sigma(D11 w + b)`` and the implicit-function cotangent
+    ``g_b = J (I - D11^T J)^-1 g_w`` computed here with a dense solve per sample."""
+    rng = np.random.default_rng(3)
+    nv, batch = 37, 5
+    D11 = np.tril(rng.normal(size=(nv, nv)) / np.sqrt(nv), -1)
+    b = rng.normal(size=(batch, nv))
+    gw = rng.normal(size=(batch, nv))
+    a = _spec.activation(act, xp=xnp)
+    calls = []
+
+    def fn(v):
+        calls.append(v.shape)
+        return a.fn(v)
+
+    w = _spec.equilibrium(D11, b, _spec.Activation(fn, a.deriv), xp=xnp, block=block)
+    assert calls == [(batch, 1)] * nv                  # once per neuron, on its column
+    v = w @ D11.T + b
+    np.testing.assert_allclose(w, a.fn(v), rtol=0, atol=1e-14)
+    slope = a.deriv(v, w)
+    gD, gb = _spec.equilibrium_vjp(D11, w, slope, gw, xp=xnp, block=block)
+    dense = np.stack([s * np.linalg.solve(np.eye(nv) - D11.T * s[None, :], g)
+                      for s, g in zip(slope, gw)])
+    np.testing.assert_allclose(gb, dense, rtol=0, atol=1e-13)
+    np.testing.assert_allclose(gD, np.tril(dense.T @ w, -1), rtol=0, atol=1e-12)
+
+
 @pytest.mark.parametrize("nu,ny", [(3, 3), (2, 4), (4, 2)])
 def test_lipschitz_ren_equals_general_ren(nu, ny):
     gamma = 1.7

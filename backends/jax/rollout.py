@@ -125,7 +125,7 @@ def equilibrium_layer(activation: str | Callable[[Any], Any]) -> Callable[[Any, 
 
         with full_precision():           # traced when differentiated, maybe after the call
             w = _spec.equilibrium(D11, b, _spec.Activation(record, act.deriv), xp=jnp)
-        return w, (D11, w, jnp.stack(slopes, axis=1))
+        return w, (D11, w, jnp.concat(slopes, axis=1))
 
     def layer_bwd(residuals, gw):
         D11, w, slope = residuals

@@ -62,7 +62,7 @@ class Equilibrium(torch.autograd.Function):
             return act.fn(vi)
 
         w = _spec.equilibrium(D11, b, _spec.Activation(recording, act.deriv), xp=xp_torch)
-        return w, torch.stack(visited, dim=1)
+        return w, torch.cat(visited, dim=1)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:

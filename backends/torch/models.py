@@ -19,7 +19,7 @@ import array_api_compat.torch as xp_torch
 import numpy as np
 import torch
 
-from r2dn import checkpoint
+from r2dn import _spec, checkpoint
 from r2dn._model import dtype_name, family_classes, to_numpy
 from r2dn.config import DTYPES, ModelConfig
 from r2dn.init import direct_shapes, init_direct
@@ -161,6 +161,12 @@ class TorchModel:
     def _check_device(self, name: str, x: Any) -> None:
         """Raise unless ``x`` is a torch tensor on the parameters' device."""
         check_device(self._config.model, name, x, self.device)
+
+    def _activation(self) -> _spec.Activation:
+        """The spec's activation, with torch's own kernel for relu: ``torch.relu`` is one kernel
+        each way where the array-API form takes several (same values, same zero slope at 0)."""
+        act = super()._activation()
+        return act._replace(fn=torch.relu) if self._config.activation == "relu" else act
 
     def _solver(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         """The REN equilibrium with the implicit-function gradient of :mod:`.autograd`."""

@@ -19,7 +19,10 @@ class Activation(NamedTuple):
 
 
 def _relu(xp: Namespace) -> Activation:
-    return Activation(lambda v: xp.maximum(v, xp.zeros_like(v)),
+    # `where`, not `maximum(v, 0)`: one fused select, and a zero gradient at v = 0 (maximum's
+    # backward splits a tie and routes the cotangent through both arguments). JAX runs it as fast
+    # as jax.nn.relu; the gradient of an R2DN rollout took half the time of the maximum form.
+    return Activation(lambda v: xp.where(v > 0, v, xp.zeros_like(v)),
                       lambda v, w: xp.astype(v > 0, v.dtype))
 
 

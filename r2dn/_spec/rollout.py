@@ -45,8 +45,10 @@ def simulate_loop(e: Any, nonlinearity: Callable[[Array], Array], x0: Array, us:
     uv, ux, uy = input_terms(e, us, xp=xp)
     x = x0
     xs, ws = [], []
-    for t in range(us.shape[0]):
+    # unstack once: indexing uv[t] every step would make an autograd framework's backward write
+    # each step's cotangent into a zero array of the whole sequence (quadratic in T)
+    for uv_t, ux_t in zip(xp.unstack(uv, axis=0), xp.unstack(ux, axis=0)):
         xs.append(x)
-        x, w = cell(e, nonlinearity, x, uv[t, ...], ux[t, ...])
+        x, w = cell(e, nonlinearity, x, uv_t, ux_t)
         ws.append(w)
     return x, outputs(e, xp.stack(xs, axis=0), xp.stack(ws, axis=0), uy)
