@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 
 import numpy as np  # noqa: E402
 
-from _common import BACKEND_CHOICES, REPO, cpu_load, loglog_slope, make_backend, num_params, \
-    plt_figure, progress, save_figure, time_call, write_results  # noqa: E402
+from _common import BACKEND_CHOICES, benchmark_parser, cpu_load, loglog_slope, make_backend, \
+    num_params, plt_figure, progress, save_figure, time_call, write_results  # noqa: E402
 
 PAPER = {"batch": 64, "horizon": 128, "ren_nv": [20, 30, 40, 60, 80, 100, 128, 200],
          "r2dn_nv": 16, "r2dn_layers": 6, "r2dn_widths": [8, 16, 24, 32, 48, 64, 80, 96]}
@@ -49,17 +49,8 @@ def loss(model, x0, us):
 
 
 def main(argv: list[str] | None = None) -> dict:
-    import argparse
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--backend", choices=(*BACKEND_CHOICES, "both"), default="both")
-    p.add_argument("--repeats", type=int, default=None, help="timed runs per case (default 10; "
-                   "--quick 3)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=REPO / "out" / "expressivity")
-    p.add_argument("--quick", action="store_true", help="tiny grid (CI)")
-    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
-    p.add_argument("--no-progress", action="store_true")
+    p = benchmark_parser(__doc__.splitlines()[0], default_out="expressivity",
+                         repeats_help="timed runs per case (default 10; --quick 3)")
     args = p.parse_args(argv)
     s = dict(QUICK if args.quick else PAPER)
     repeats = args.repeats or (3 if args.quick else 10)

@@ -37,8 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 
 import numpy as np  # noqa: E402
 
-from _common import BACKEND_CHOICES, REPO, cpu_load, make_backend, num_params, progress, \
-    time_call, time_interleaved, write_results  # noqa: E402
+from _common import BACKEND_CHOICES, benchmark_parser, cpu_load, make_backend, num_params, \
+    progress, time_call, time_interleaved, write_results  # noqa: E402
 
 SQRT2 = math.sqrt(2.0)
 R2DN_CASES = {
@@ -264,16 +264,8 @@ def _leaves(bk, grads):
 
 
 def main(argv: list[str] | None = None) -> dict:
-    import argparse
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--backend", choices=(*BACKEND_CHOICES, "both"), default="both")
-    p.add_argument("--repeats", type=int, default=None, help="timed runs (default 10; --quick 3)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=REPO / "out" / "overhead")
-    p.add_argument("--quick", action="store_true", help="tiny sizes (CI)")
-    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
-    p.add_argument("--no-progress", action="store_true")
+    p = benchmark_parser(__doc__.splitlines()[0], default_out="overhead",
+                         repeats_help="timed runs (default 10; --quick 3)")
     args = p.parse_args(argv)
     repeats = args.repeats or (3 if args.quick else 10)
     backends = BACKEND_CHOICES if args.backend == "both" else (args.backend,)

@@ -73,6 +73,39 @@ def base_parser(description: str, *, default_epochs: int | None, default_out: st
     return p
 
 
+def benchmark_parser(description: str, *, default_out: str,
+                     repeats_help: str) -> argparse.ArgumentParser:
+    """The options both benchmarks share: ``--backend torch|jax|both``, ``--repeats``, ``--seed``,
+    ``--out``, ``--quick``, ``--threads`` and ``--no-progress``."""
+    p = argparse.ArgumentParser(description=description,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--backend", choices=(*BACKEND_CHOICES, "both"), default="both")
+    p.add_argument("--repeats", type=int, default=None, help=repeats_help)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=REPO / "out" / default_out)
+    p.add_argument("--quick", action="store_true", help="tiny sizes (CI)")
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def run_settings(args: argparse.Namespace, paper: dict[str, Any],
+                 quick: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(settings of this run, the paper's settings)`` for ``args.model``.
+
+    ``paper`` and ``quick`` are a script's settings tables, whose ``"nv"`` entry maps each model
+    to its size; ``--quick`` overrides with ``quick``, ``--epochs`` overrides the epochs.
+    """
+    def for_model(table: dict[str, Any]) -> dict[str, Any]:
+        return {k: (v[args.model] if k == "nv" else v) for k, v in table.items()}
+
+    paper_s = for_model(paper)
+    s = {**paper_s, **(for_model(quick) if args.quick else {})}
+    if args.epochs is not None:
+        s["epochs"] = args.epochs
+    return s, paper_s
+
+
 def progress(iterable: Iterable, args: argparse.Namespace, **kw: Any):
     """A tqdm progress bar (to stderr), unless ``--no-progress`` or ``TQDM_DISABLE`` is set."""
     from tqdm.auto import tqdm

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from _common import REPO, Stopwatch, base_parser, deviations, log_epoch, make_backend, nrmse, \
-    num_params, plt_figure, progress, save_figure, step_decay, write_results
+    num_params, plt_figure, progress, run_settings, save_figure, step_decay, write_results
 
 LEVELS = range(1, 8)
 TRAIN_LEVELS, VAL_LEVELS, NORM_LEVEL = (1, 3, 5, 7), (2, 4, 6), 4
@@ -106,11 +106,7 @@ def main(argv: list[str] | None = None) -> dict:
     folder = args.data if args.data is not None else default_data_dir()
     with Stopwatch() as sw_data:
         data = load_f16(folder)
-    s = {k: (v[args.model] if k == "nv" else v) for k, v in PAPER.items()}
-    if args.quick:
-        s.update({k: (v[args.model] if k == "nv" else v) for k, v in QUICK.items()})
-    if args.epochs is not None:
-        s["epochs"] = args.epochs
+    s, paper_s = run_settings(args, PAPER, QUICK)
     s["train_samples"] = min(s["train_samples"], data["u_train"].shape[0])
     s["val_samples"] = min(s["val_samples"], data["u_val"].shape[0])
     bk = make_backend(args.backend, args.threads, args.unroll, args.model)
@@ -189,7 +185,6 @@ def main(argv: list[str] | None = None) -> dict:
     axes[1].set(xlabel="time step", ylabel="error")
     save_figure(fig, args.out / "validation.png")
 
-    paper_s = {k: (v[args.model] if k == "nv" else v) for k, v in PAPER.items()}
     notes = [
         "random draws: parameters from numpy.random.default_rng(seed) (r2dn.init), not the "
         "authors' JAX/Flax initialisers; the long-memory construction is the same",

@@ -23,7 +23,7 @@ import time
 import numpy as np
 
 from _common import ReduceOnPlateau, Stopwatch, base_parser, deviations, log_epoch, make_backend, \
-    nrmse, num_params, plt_figure, progress, save_figure, write_results
+    nrmse, num_params, plt_figure, progress, run_settings, save_figure, write_results
 
 #: the PDE of the REN paper's observer example (Julia ren_obsv_pde.jl; the authors' observer.py)
 N_GRID, LENGTH, CFL = 51, 10.0, 0.1
@@ -88,11 +88,7 @@ def one_step_loss(model, x_next, x, y):
 def main(argv: list[str] | None = None) -> dict:
     p = base_parser(__doc__.splitlines()[0], default_epochs=PAPER["epochs"], default_out="pde_observer")
     args = p.parse_args(argv)
-    s = {k: (v[args.model] if k == "nv" else v) for k, v in PAPER.items()}
-    if args.quick:
-        s.update({k: (v[args.model] if k == "nv" else v) for k, v in QUICK.items()})
-    if args.epochs is not None:
-        s["epochs"] = args.epochs
+    s, paper_s = run_settings(args, PAPER, QUICK)
 
     # training data: one long trajectory from rest, cut into shuffled batches (as the paper)
     rng_train, rng_test, rng_shuffle = (np.random.default_rng([args.seed, k]) for k in range(3))
@@ -173,7 +169,6 @@ def main(argv: list[str] | None = None) -> dict:
         ax.set(xlabel="epoch", ylabel="one-step training loss", yscale="log")
         save_figure(fig, args.out / "train_loss.png")
 
-    paper_s = {k: (v[args.model] if k == "nv" else v) for k, v in PAPER.items()}
     notes = [
         "random draws from numpy.random.default_rng([seed, k]) (k = 0 training walk, 1 test walk, "
         "2 batch order) instead of jax.random; the authors' test walk reuses the training walk's "

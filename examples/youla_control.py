@@ -30,7 +30,7 @@ import time
 import numpy as np
 
 from _common import base_parser, deviations, log_epoch, make_backend, num_params, plt_figure, \
-    progress, save_figure, step_decay, write_results
+    progress, run_settings, save_figure, step_decay, write_results
 
 RHO, PHI, GAIN = 0.8, 0.2 * math.pi, 0.3
 MAX_U = 5.0
@@ -178,11 +178,7 @@ def build_model(rn, name: str, s: dict, seed: int):
 def main(argv: list[str] | None = None) -> dict:
     p = base_parser(__doc__.splitlines()[0], default_epochs=PAPER["epochs"], default_out="youla_control")
     args = p.parse_args(argv)
-    s = {k: (v[args.model] if k == "nv" else v) for k, v in PAPER.items()}
-    if args.quick:
-        s.update({k: (v[args.model] if k == "nv" else v) for k, v in QUICK.items()})
-    if args.epochs is not None:
-        s["epochs"] = args.epochs
+    s, paper_s = run_settings(args, PAPER, QUICK)
     segments = s["max_steps"] // s["rollout"]
     if segments * s["rollout"] != s["max_steps"]:
         raise SystemExit("youla_control: max_steps must be a multiple of rollout")
@@ -277,7 +273,6 @@ def main(argv: list[str] | None = None) -> dict:
     ax.legend()
     save_figure(fig, args.out / "test_cost.png")
 
-    paper_s = {k: (v[args.model] if k == "nv" else v) for k, v in PAPER.items()}
     notes = [
         "random draws (model, disturbances) from numpy (r2dn.init; default_rng([seed, 0]) "
         "training, default_rng([seed, 1]) test) instead of jax.random/Flax",

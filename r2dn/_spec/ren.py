@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 from ..compat import PASSIVE_D22_JULIA, PRESETS
 from ..config import ModelConfig
-from ._xp import Array, Namespace, as_array, block, eye_like, gram, solve, upper_cholesky, \
+from ._xp import Array, Namespace, as_array, eye_like, gram, solve, upper_cholesky, \
     zeros_like_shape
 from .activations import Activation
 
@@ -107,7 +107,7 @@ def feedthrough(direct: Mapping[str, Array], cfg: ModelConfig, Q: Array | None, 
 def supply_correction(direct, cfg, C2, D21, D22, Q, S, R, *, xp: Namespace) -> Array:
     """Gamma, the term added to H so the REN is (Q, S, R)-dissipative (zero when contracting)."""
     B2, D12 = direct["B2"], direct["D12"]
-    nx, nv = cfg.nx, cfg.nv
+    nx = cfg.nx
     T = D22.T @ Q + S                                               # (nu, ny)
     V = xp.concat([T @ C2, T @ D21 - D12.T, B2.T], axis=1)          # (nu, 2nx + nv)
     W = xp.concat([C2, D21, zeros_like_shape((cfg.ny, nx), C2, xp=xp)], axis=1)
