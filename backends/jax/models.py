@@ -24,12 +24,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from r2dn import checkpoint
-from r2dn._model import ModelMixin, RecurrentMixin, family_classes, from_direct as _from_direct, \
-    to_numpy
+from r2dn._model import ModelMixin, family_classes, from_direct as _from_direct, to_numpy
 from r2dn.config import ModelConfig
 from r2dn.init import direct_shapes, init_direct
 
-from .rollout import equilibrium_layer, full_precision, scan_rollout
+from .backend import BACKEND
+from .rollout import full_precision
 
 
 def _check_dtype_available(config: ModelConfig) -> None:
@@ -65,11 +65,9 @@ def _forward(model: "JaxModel", *args: Any) -> Any:
 @functools.partial(jax.jit, static_argnames=("unroll",))
 def _simulate(model: "JaxModel", x0: Any, us: Any, unroll: int) -> tuple[Any, Any]:
     with full_precision():
-        if unroll != JaxModel._unroll:              # a shallow copy that carries the option
-            leaves, aux = model._tree_flatten()
-            model = type(model)._tree_unflatten(aux, leaves)
-            object.__setattr__(model, "_unroll", unroll)
-        return RecurrentMixin.simulate(model, x0, us)
+        c = model.config
+        model._check_sequence(c, x0, us)
+        return model._run(c, x0, us, unroll=unroll)
 
 
 class JaxModel:
@@ -92,8 +90,8 @@ class JaxModel:
         NumPy, then cast) when omitted, so a seed gives the same model bit for bit in every backend.
     """
 
+    _backend = BACKEND
     _xp = jnp
-    _unroll: int = 1
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -144,15 +142,9 @@ class JaxModel:
         object.__setattr__(model, "_params", dict(zip(names, leaves)))
         return model
 
-    # -- backend hooks of r2dn._model ----------------------------------------------------------
+    # -- what the mixins need ------------------------------------------------------------------
     def _direct_arrays(self) -> dict[str, jax.Array]:
         return self._params
-
-    def _solver(self):
-        return equilibrium_layer(self.config.activation)
-
-    def _rollout(self, e, nonlinearity, x0, us):
-        return scan_rollout(e, nonlinearity, x0, us, unroll=self._unroll)
 
     def explicit(self) -> Any:
         """The explicit parameters (a NamedTuple of arrays, a pytree) from the current direct ones.
@@ -170,46 +162,47 @@ class JaxModel:
         return _forward(self, *args)
 
 
-def _simulate_method(self, x0: Any, us: Any, *, unroll: int | bool = 1) -> tuple[Any, Any]:
-    """Run the model from ``x0`` over the inputs ``us`` with ``lax.scan``.
+class JaxRecurrent:
+    """``simulate`` of the recurrent JAX classes: compiled, with ``lax.scan``'s ``unroll``."""
 
-    The explicit matrices are built once per call, the input terms are one product before the
-    loop and the outputs one product after it; every matmul is full precision. Compiled once per
-    config, input shape and ``unroll``; works under ``jax.jit``, ``jax.grad`` and ``jax.vmap``.
+    def simulate(self, x0: Any, us: Any, *, unroll: int | bool = 1) -> tuple[Any, Any]:
+        """Run the model from ``x0`` over the inputs ``us`` with ``lax.scan``.
 
-    Parameters
-    ----------
-    x0 : jax.Array (batch, nx)
-        Initial state, of the model's dtype.
-    us : jax.Array (T, batch, nu)
-        Inputs, time-major, of the model's dtype; T >= 1.
-    unroll : int or bool, optional
-        Time steps unrolled per loop iteration (``lax.scan``'s ``unroll``; ``True`` unrolls all).
+        The explicit matrices are built once per call, the input terms are one product before the
+        loop and the outputs one product after it; every matmul is full precision. Compiled once per
+        config, input shape and ``unroll``; works under ``jax.jit``, ``jax.grad`` and ``jax.vmap``.
 
-    Returns
-    -------
-    x_T : jax.Array (batch, nx)
-    ys : jax.Array (T, batch, ny)
+        Parameters
+        ----------
+        x0 : jax.Array (batch, nx)
+            Initial state, of the model's dtype.
+        us : jax.Array (T, batch, nu)
+            Inputs, time-major, of the model's dtype; T >= 1.
+        unroll : int or bool, optional
+            Time steps unrolled per loop iteration (``lax.scan``'s ``unroll``; ``True`` unrolls all).
 
-    Raises
-    ------
-    ValueError
-        Wrong shapes (also inside ``jax.jit``), ``T = 0`` or an invalid ``unroll``.
-    TypeError
-        Non-arrays, or a dtype other than the model's.
-    """
-    if not isinstance(unroll, bool) and (not isinstance(unroll, int) or unroll < 1):
-        raise ValueError(f"{self.config.model}.simulate: `unroll` must be a positive integer or a "
-                         f"bool; got unroll={unroll!r}.")
-    if isinstance(unroll, bool):          # lax.scan's True is "all steps"; keep 1 != True for jit
-        unroll = max(1, getattr(us, "shape", (1,))[0]) if unroll else 1
-    return _simulate(self, x0, us, unroll=unroll)
+        Returns
+        -------
+        x_T : jax.Array (batch, nx)
+        ys : jax.Array (T, batch, ny)
+
+        Raises
+        ------
+        ValueError
+            Wrong shapes (also inside ``jax.jit``), ``T = 0`` or an invalid ``unroll``.
+        TypeError
+            Non-arrays, or a dtype other than the model's.
+        """
+        if not isinstance(unroll, bool) and (not isinstance(unroll, int) or unroll < 1):
+            raise ValueError(f"{self.config.model}.simulate: `unroll` must be a positive integer or a "
+                             f"bool; got unroll={unroll!r}.")
+        if isinstance(unroll, bool):          # lax.scan's True is "all steps"; keep 1 != True for jit
+            unroll = max(1, getattr(us, "shape", (1,))[0]) if unroll else 1
+        return _simulate(self, x0, us, unroll=unroll)
 
 
-_CLASSES = family_classes(JaxModel, __name__, "float32")      # registered by __init_subclass__
-for _cls in _CLASSES.values():
-    if issubclass(_cls, RecurrentMixin):
-        _cls.simulate = _simulate_method
+_CLASSES = family_classes(JaxModel, __name__, "float32",       # registered by __init_subclass__
+                          recurrent_bases=(JaxRecurrent,))
 
 SandwichLayer = _CLASSES["SandwichLayer"]
 LBDN = _CLASSES["LBDN"]

@@ -13,10 +13,13 @@ from r2dn._model import family_classes, from_direct as _from_direct, to_numpy
 from r2dn.config import ModelConfig
 from r2dn.init import direct_shapes, init_direct
 
+from .backend import BACKEND
+
 
 class NumpyModel:
     """Parameter holder of the NumPy backend (the public classes add the API of DESIGN §2)."""
 
+    _backend = BACKEND
     _xp = xp_numpy
 
     def __init__(self, config: ModelConfig, direct: Mapping[str, Any] | None = None) -> None:
@@ -37,11 +40,6 @@ class NumpyModel:
 
     def _direct_arrays(self) -> dict[str, np.ndarray]:
         return self._params
-
-    def set_direct(self, values: Mapping[str, Any]) -> None:
-        """Replace some or all free parameters (same names and shapes), e.g. after a NumPy update."""
-        merged = {**self._params, **values}
-        NumpyModel.__init__(self, self.config, merged)
 
 
 _CLASSES = family_classes(NumpyModel, __name__, "float64")

@@ -12,19 +12,19 @@ container modules ``network`` -> ``layers`` -> ``0`` (a parameter name cannot ho
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import array_api_compat.torch as xp_torch
 import numpy as np
 import torch
 
-from r2dn import _spec, checkpoint
+from r2dn import checkpoint
 from r2dn._model import dtype_name, family_classes, to_numpy
 from r2dn.config import DTYPES, ModelConfig
 from r2dn.init import direct_shapes, init_direct
 
-from .autograd import implicit_equilibrium
+from .backend import BACKEND, check_device  # noqa: F401 - check_device is public
 
 _TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -77,6 +77,7 @@ class TorchModel:
     parameters' device.
     """
 
+    _backend = BACKEND
     _xp = xp_torch
     __call__ = torch.nn.Module.__call__
 
@@ -157,40 +158,6 @@ class TorchModel:
     def device(self) -> torch.device:
         """The device of the parameters (inputs must live there too)."""
         return self._reference().device
-
-    def _check_device(self, name: str, x: Any) -> None:
-        """Raise unless ``x`` is a torch tensor on the parameters' device."""
-        check_device(self._config.model, name, x, self.device)
-
-    def _activation(self) -> _spec.Activation:
-        """The spec's activation, with torch's own kernel for relu: ``torch.relu`` is one kernel
-        each way where the array-API form takes several (same values, same zero slope at 0)."""
-        act = super()._activation()
-        return act._replace(fn=torch.relu) if self._config.activation == "relu" else act
-
-    def _solver(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-        """The REN equilibrium with the implicit-function gradient of :mod:`.autograd`."""
-        return implicit_equilibrium(self._activation())
-
-
-def check_device(owner: str, name: str, x: Any, device: torch.device) -> None:
-    """Raise a ``TypeError`` unless ``x`` is a tensor, a ``ValueError`` unless it is on ``device``.
-
-    Parameters
-    ----------
-    owner : str     the model's class name, for the message
-    name : str      the argument's name, for the message
-    x : Any         the input
-    device : torch.device   the parameters' device
-    """
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{owner}: `{name}` must be a torch.Tensor; got {type(x).__name__}. "
-                        f"Use torch.as_tensor({name}, device={str(device)!r}).")
-    if x.device != device:
-        raise ValueError(f"{owner}: `{name}` is on device {str(x.device)!r} but the model's "
-                         f"parameters are on {str(device)!r}; move it with "
-                         f"{name}.to({str(device)!r}) or the model with "
-                         f"model.to({str(x.device)!r}).")
 
 
 _CLASSES = family_classes(TorchModel, __name__, "float32", extra_bases=(torch.nn.Module,))
