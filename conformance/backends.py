@@ -16,13 +16,15 @@ and the gradient of the fixed loss ``sum(wy * ys) + sum(wx * x_T)`` (feed-forwar
 * ``julia``: RobustNeuralNetworks.jl through :mod:`r2dn.julia` (rollouts of recurrent models and
   LBDN evaluations), when ``r2dn.julia.available()``.
 
-:func:`load` returns the adapters that import and the reason for each that does not.
+The array backends and their adapters come from the registry (:mod:`r2dn.backends`: each
+record's ``adapter``); the Julia bridge, a reference rather than an array backend, is listed in
+:data:`BRIDGES`. :func:`load` returns the adapters that import and the reason for each that does
+not.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import inspect
 import platform
 from collections.abc import Callable, Mapping
@@ -31,14 +33,12 @@ from typing import Any, NamedTuple
 import numpy as np
 
 import r2dn
-from r2dn import _spec
+from r2dn import _spec, backends
 from r2dn._model import to_numpy
 from r2dn.config import ModelConfig
 
 from .cases import CaseInputs
 
-#: every backend name the suite knows, in report order.
-ALL_BACKENDS = ("numpy", "torch", "jax", "julia")
 #: compiler options of the quick tier's JAX compilations on CPU: no LLVM optimisation and no
 #: fusion emitters. They cut XLA's CPU compile time of a case about 4x (measured: ~6 s -> ~1.5 s
 #: CPU time for a LipschitzR2DN) and change results only at rounding level (<= 3e-15 on the same
@@ -129,20 +129,25 @@ class Adapter:
         """Free what the finished cases left behind (called between cases of a long run)."""
 
 
-class NumpyAdapter(Adapter):
-    name = "numpy"
+class ForwardAdapter(Adapter):
+    """A registered backend without autodiff in the suite: explicit matrices, step and rollout.
+
+    Models come from the backend's ``from_direct`` and inputs from its record's ``from_numpy``
+    (:mod:`r2dn.backends`), so any array backend registered under ``name`` runs the forward
+    checks through this class.
+    """
 
     def __init__(self, device: str = "cpu") -> None:
         super().__init__("cpu")
-        import r2dn.numpy as rn
-        self.rn = rn
+        self.record = backends.get(self.name)
+        self.rn = backends.module(self.name)
 
     def build(self, config, direct):
         return self.rn.from_direct(config, direct)
 
     def evaluate(self, model, inputs):
         c = model.config
-        cast = lambda a: None if a is None else np.asarray(a, dtype=c.dtype)  # noqa: E731
+        cast = lambda a: self.record.from_numpy(np.asarray(a, dtype=c.dtype))  # noqa: E731
         e = _explicit_dict(model)
         if not c.is_recurrent:
             y = model(cast(inputs.u))
@@ -152,6 +157,12 @@ class NumpyAdapter(Adapter):
         roll = model.simulate(cast(inputs.x0), cast(inputs.us))
         return Outputs({k: _np64(v) for k, v in e.items()}, tuple(map(_np64, step)),
                        tuple(map(_np64, roll)), None, _dtype_names(e, step, roll))
+
+
+class NumpyAdapter(ForwardAdapter):
+    """The reference backend itself (its float32 models are checked like any other)."""
+
+    name = "numpy"
 
 
 class TorchAdapter(Adapter):
@@ -339,23 +350,18 @@ class JuliaAdapter(Adapter):
         super().__init__("cpu")
         import r2dn.julia as rjl
         import r2dn.numpy as rn
-        if not hasattr(rjl, "available"):
-            raise RuntimeError("r2dn.julia has no available() yet (the bridge is not built)")
         if not rjl.available():
-            raise RuntimeError(rjl.reason() if hasattr(rjl, "reason") else "r2dn.julia.available() "
-                               "is False")
+            raise RuntimeError(rjl.reason())
         self.rjl, self.rn = rjl, rn
 
     def describe(self):
         return f"julia: {self.rjl.reason()}"
 
     def supports(self, config):
-        check = getattr(self.rjl, "check_julia_compatible", None)
-        if check is not None:
-            try:
-                check(config, config.model)
-            except ValueError as err:
-                return str(err)
+        try:
+            self.rjl.check_julia_compatible(config, config.model)
+        except ValueError as err:
+            return str(err)
         if config.family == "sandwich":
             return "a lone SandwichLayer has no RobustNeuralNetworks.jl counterpart"
         return None
@@ -373,34 +379,43 @@ class JuliaAdapter(Adapter):
         return Outputs(None, None, (_np64(xT), _np64(ys)), None, set())
 
 
-_ADAPTERS = {"numpy": NumpyAdapter, "torch": TorchAdapter, "jax": JaxAdapter,
-             "julia": JuliaAdapter}
-_MODULES = {"numpy": "r2dn.numpy", "torch": "r2dn.torch", "jax": "r2dn.jax", "julia": "r2dn.julia"}
+#: references the suite compares against that are not array backends: name -> adapter class.
+BRIDGES: dict[str, type[Adapter]] = {"julia": JuliaAdapter}
 
 
-def load(names: tuple[str, ...] | list[str] = ALL_BACKENDS, *, device: str = "cpu",
+def known_names() -> tuple[str, ...]:
+    """Every backend name the suite knows, in report order: the registry's, then the bridges."""
+    return (*backends.names(), *BRIDGES)
+
+
+def load(names: tuple[str, ...] | list[str] | None = None, *, device: str = "cpu",
          jax_fast_compile: bool = True) -> tuple[dict[str, Adapter], dict[str, str]]:
-    """The adapters of ``names`` that work here, and ``{name: reason}`` for those that do not.
+    """The adapters of ``names`` (default: all) that work here, and ``{name: reason}`` for those
+    that do not.
 
     ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``) applies to torch (``.to(device)``) and JAX
     (``jax.device_put`` and ``jax.default_device``); NumPy and Julia always run on the CPU.
+    ``jax_fast_compile`` goes to each adapter that takes ``fast_compile``.
     """
-    unknown = [n for n in names if n not in _ADAPTERS]
+    known = known_names()
+    wanted = known if names is None else tuple(names)
+    unknown = [n for n in wanted if n not in known]
     if unknown:
         raise ValueError(f"conformance: unknown backend(s) {unknown}; choose from "
-                         f"{', '.join(ALL_BACKENDS)}.")
+                         f"{', '.join(known)}.")
     adapters, absent = {}, {}
-    for name in ALL_BACKENDS:
-        if name not in names:
+    for name in known:
+        if name not in wanted:
             continue
         try:
-            importlib.import_module(_MODULES[name])
+            cls = BRIDGES[name] if name in BRIDGES else backends.get(name).adapter()
         except Exception as err:  # noqa: BLE001 - any import failure makes the backend absent
-            absent[name] = f"`import {_MODULES[name]}` failed: {type(err).__name__}: {err}"
+            absent[name] = f"backend {name!r} failed to import: {type(err).__name__}: {err}"
             continue
         try:
-            kw = {"fast_compile": jax_fast_compile} if name == "jax" else {}
-            adapters[name] = _ADAPTERS[name](device, **kw)
+            kw = ({"fast_compile": jax_fast_compile}
+                  if "fast_compile" in inspect.signature(cls).parameters else {})
+            adapters[name] = cls(device, **kw)
         except Exception as err:  # noqa: BLE001
             absent[name] = f"{type(err).__name__}: {err}" if not isinstance(err, RuntimeError) \
                 else str(err)

@@ -42,7 +42,7 @@ class Outcome:
         return self.runner.absent
 
 
-def run_suite(*, tier: str = "quick", backends: tuple[str, ...] | list[str] = _backends.ALL_BACKENDS,
+def run_suite(*, tier: str = "quick", backends: tuple[str, ...] | list[str] | None = None,
               device: str = "cpu", cases: str | None = None, report_dir: Path | str | None = None,
               progress: bool = True, jax_fast_compile: bool | None = None,
               adapters: dict[str, _backends.Adapter] | None = None,
@@ -57,7 +57,7 @@ def run_suite(*, tier: str = "quick", backends: tuple[str, ...] | list[str] = _b
     chosen = select(tier, cases)
     fast = (tier == "quick") if jax_fast_compile is None else jax_fast_compile
     if adapters is None:
-        adapters, absent = _backends.load(tuple(backends), device=device, jax_fast_compile=fast)
+        adapters, absent = _backends.load(backends, device=device, jax_fast_compile=fast)
     else:
         absent = {}
     runner = Runner(adapters, absent, tier=tier)

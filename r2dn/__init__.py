@@ -7,17 +7,18 @@ the ``R2DN_BACKEND`` environment variable. :func:`certify` checks any backend's 
 
 from __future__ import annotations
 
-import importlib
 import os
 from types import ModuleType
 
+from . import backends as _backends
 from .certify import CertificateReport, certify
 from .checkpoint import save
 from .config import ModelConfig
 from .errors import BSONError, CheckpointError, FormatError, R2DNWarning
 
 __version__ = "0.1.0"
-BACKENDS = ("numpy", "torch", "jax")
+#: the shipped backends (the registry, :mod:`r2dn.backends`, may hold more).
+BACKENDS = tuple(_backends.BUILTIN)
 
 __all__ = [
     "BACKENDS", "BSONError", "CertificateReport", "CheckpointError", "FormatError", "ModelConfig",
@@ -28,6 +29,5 @@ __all__ = [
 def backend(name: str | None = None) -> ModuleType:
     """The backend module ``r2dn.<name>``; ``name`` defaults to ``$R2DN_BACKEND`` (else numpy)."""
     name = name if name is not None else os.environ.get("R2DN_BACKEND", "numpy")
-    if name not in BACKENDS:
-        raise ValueError(f"r2dn.backend: `name` must be one of {', '.join(BACKENDS)}; got {name!r}.")
-    return importlib.import_module(f"r2dn.{name}")
+    _backends.check_name("r2dn.backend", name)
+    return _backends.module(name)

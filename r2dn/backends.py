@@ -62,6 +62,9 @@ class Backend:
         The array-API namespace the spec runs on.
     default_dtype : str
         ``dtype=None`` in a constructor means this.
+    from_numpy : callable
+        ``from_numpy(a: np.ndarray) -> Array``: a NumPy array as an array of this backend, same
+        dtype, default device.
     asarray : callable
         ``asarray(a: np.ndarray, like: Array) -> Array``: a NumPy array as an array of this
         backend with the dtype and device of ``like`` (a parameter of the model).
@@ -86,6 +89,7 @@ class Backend:
     module: str
     xp: Namespace
     default_dtype: str
+    from_numpy: Callable[[np.ndarray], Array]
     asarray: Callable[[np.ndarray, Array], Array]
     all_finite: Callable[[Array], bool]
     rollout: Callable[..., tuple[Array, Array]]

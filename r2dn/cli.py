@@ -43,7 +43,8 @@ def _add_conformance(sub: argparse._SubParsersAction) -> None:
     tier.add_argument("--quick", action="store_true", help="the quick (CI) tier")
     tier.add_argument("--full", action="store_true", help="the full tier (default)")
     p.add_argument("--backends", type=_csv, default=None, metavar="LIST",
-                   help="comma-separated subset of numpy,torch,jax,julia (default: all)")
+                   help="comma-separated subset of the registered backends and julia "
+                        "(default: all)")
     p.add_argument("--device", default="cpu",
                    help="device for torch (.to(device)) and JAX (jax.device_put): cpu, cuda, "
                         "cuda:1, ... (default: cpu)")
@@ -72,11 +73,12 @@ def cmd_conformance(args: argparse.Namespace) -> int:
         for case in select(tier, args.cases):
             print(case.id)
         return 0
-    names = args.backends or cb.ALL_BACKENDS
-    unknown = [n for n in names if n not in cb.ALL_BACKENDS]
+    known = cb.known_names()
+    names = args.backends or known
+    unknown = [n for n in names if n not in known]
     if unknown:
         print(f"r2dn conformance: unknown backend(s) {', '.join(unknown)}; choose from "
-              f"{', '.join(cb.ALL_BACKENDS)}.", file=sys.stderr)
+              f"{', '.join(known)}.", file=sys.stderr)
         return 2
     if args.jax_cache and "jax" in names:
         import jax
@@ -116,7 +118,8 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
                     "checkpoint that every backend loads.")
     p.add_argument("src", metavar="IN")
     p.add_argument("dst", metavar="OUT")
-    p.add_argument("--to", choices=("numpy", "torch", "jax"), default="numpy",
+    from r2dn import backends
+    p.add_argument("--to", choices=backends.names(), default="numpy",
                    help="backend that loads and checks the model (default: numpy)")
     p.add_argument("--dtype", choices=("float32", "float64"), default=None,
                    help="re-type the parameters (default: keep them)")

@@ -7,11 +7,11 @@ r2dn checkpoint after checking that it runs and says what it is.
 
 from __future__ import annotations
 
-import importlib
 import os
 from pathlib import Path
 from typing import Any
 
+from . import backends
 from .checkpoint import save
 
 BSON_SUFFIX = ".bson"
@@ -39,7 +39,7 @@ def load_any(path: str | os.PathLike, backend: str = "numpy", *, key: str = "mod
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"r2dn: no such file: {path}")
-    rn = importlib.import_module(f"r2dn.{backend}")
+    rn = backends.module(backends.check_name("r2dn.porting.load_any", backend))
     if _looks_like_bson(path):
         from r2dn.julia import load_model
         model = load_model(path, key=key, backend=backend, dtype=dtype)
@@ -59,27 +59,15 @@ def convert_file(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
     """
     import numpy as np
 
-    from ._model import to_numpy
-
     model = load_any(src, backend, key=key, dtype=dtype)
     c = model.config
     probe = np.zeros((1, c.nu if c.is_recurrent else c.in_features))
     args = (model.init_state(1),) if c.is_recurrent else ()
-    out = model(*args, _as_backend_array(probe, model, backend))
+    record = backends.get(backend)
+    like = next(iter(model.direct().values()))
+    out = model(*args, record.asarray(probe, like))
     values = out if isinstance(out, tuple) else (out,)
-    if not all(np.all(np.isfinite(to_numpy(v))) for v in values):
+    if not all(record.all_finite(v) for v in values):
         raise ValueError(f"{src}: the loaded {c.model} gives non-finite outputs.")
     return model, save(model, dst)
-
-
-def _as_backend_array(a: Any, model: Any, backend: str) -> Any:
-    """``a`` as an array of ``backend`` with the model's dtype (and device, for torch)."""
-    if backend == "numpy":
-        return a.astype(model.config.dtype)
-    if backend == "torch":
-        import torch
-        device = next(iter(model.direct().values())).device
-        return torch.as_tensor(a, dtype=getattr(torch, model.config.dtype), device=device)
-    import jax.numpy as jnp
-    return jnp.asarray(a, dtype=model.config.dtype)
 

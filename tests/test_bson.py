@@ -1,4 +1,4 @@
-"""Tests of :mod:`r2dn.bson`, the safe reader for BSON.jl files.
+"""Tests of :mod:`r2dn.julia.bson`, the safe reader for BSON.jl files.
 
 Expected values come from construction (a tiny test-local BSON encoder below, and hand-written
 bytes), from the data README's statements about the real Julia files, and from the accuracies the
@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from r2dn.bson import (
+from r2dn.julia.bson import (
     BOTTOM, FIELD_NAMES, JuliaRef, JuliaStruct, JuliaSymbol, JuliaType, JuliaUnionAll,
     julia_function_name, read_bson, read_bson_raw,
 )

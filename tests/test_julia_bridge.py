@@ -25,7 +25,7 @@ import pytest
 import r2dn.julia as rj
 import r2dn.numpy as rn
 from r2dn import _spec
-from r2dn.bson import FIELD_NAMES, JuliaStruct
+from r2dn.julia.bson import FIELD_NAMES, JuliaStruct
 from r2dn.julia import bridge
 
 from helpers import build, data_dir, perturb

@@ -17,7 +17,7 @@ import pytest
 import r2dn
 import r2dn.julia as rj
 import r2dn.numpy as rn
-from r2dn.bson import JuliaStruct, JuliaType, read_bson
+from r2dn.julia.bson import JuliaStruct, JuliaType, read_bson
 from r2dn.errors import BSONError
 from r2dn.julia import datasets
 
@@ -355,7 +355,7 @@ def test_explicit_ren_wrapper_simulates_julia_explicit_matrices():
     x0, us = rng.normal(size=(3, 3)), rng.normal(size=(5, 3, 2))
     for a, b in zip(explicit_ren.simulate(x0, us), model.simulate(x0, us)):
         assert_close(a, b)
-    with pytest.raises(ValueError, match="must be 'numpy', 'torch' or 'jax'"):
+    with pytest.raises(ValueError, match="must be one of 'numpy', 'torch', 'jax'"):
         conv.model("julia")
 
 
@@ -442,7 +442,7 @@ def test_file_level_errors(tmp_path):
     (tmp_path / "t.bson").write_bytes(b"\x05\x00\x00\x00")
     with pytest.raises(BSONError, match="offset"):
         rj.load_model(tmp_path / "t.bson")
-    with pytest.raises(ValueError, match="`backend` must be 'numpy', 'torch' or 'jax'; got 'julia'"):
+    with pytest.raises(ValueError, match="`backend` must be one of 'numpy', 'torch', 'jax'; got 'julia'"):
         rj.load_model(path, backend="julia")
 
 

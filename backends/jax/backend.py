@@ -32,5 +32,6 @@ def _adapter() -> type:
 
 
 BACKEND = Backend(name="jax", module="r2dn.jax", xp=jnp, default_dtype="float32",
-                  asarray=_asarray, all_finite=_all_finite, rollout=scan_rollout,
+                  from_numpy=jnp.asarray, asarray=_asarray, all_finite=_all_finite,
+                  rollout=scan_rollout,
                   equilibrium=_equilibrium, adapter=_adapter)

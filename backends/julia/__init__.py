@@ -2,9 +2,9 @@
 
 ``import r2dn.julia`` needs neither Julia nor juliacall. It offers:
 
-**Reading BSON.jl files** (no Julia): :func:`read_bson` (the safe reader of :mod:`r2dn.bson`) and
+**Reading BSON.jl files** (no Julia): :func:`read_bson` (the safe reader of :mod:`.bson`) and
 :func:`load_model`, which maps RobustNeuralNetworks.jl 0.3 models to r2dn models with
-``compat="julia"`` in any backend (``backend="numpy"|"torch"|"jax"``):
+``compat="julia"`` in any backend (``backend=`` any name of :mod:`r2dn.backends`):
 
 * ``DiffLBDN`` / ``LBDN`` / ``DenseLBDNParams`` -> ``LBDN`` (an explicit ``LBDN`` is inverted
   exactly by :func:`inverse_cayley`);
@@ -42,7 +42,7 @@ of the Julia observer example, in NumPy.
 (True, True)
 """
 
-from r2dn.bson import read_bson
+from .bson import read_bson
 
 from . import datasets
 from .bridge import (JuliaUnavailableError, available, compare, evaluate_in_julia, install,

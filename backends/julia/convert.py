@@ -1,4 +1,4 @@
-"""Map RobustNeuralNetworks.jl 0.3 and Flux objects, as :func:`r2dn.bson.read_bson` decodes them,
+"""Map RobustNeuralNetworks.jl 0.3 and Flux objects, as :func:`.bson.read_bson` decodes them,
 to r2dn's configs and canonical direct parameters (and, for the bridge and the writer, back).
 
 Field correspondence (Julia -> r2dn; Julia's parameter index order is kept, nothing transposed):
@@ -47,8 +47,8 @@ from typing import Any
 
 import numpy as np
 
-from r2dn import config as cfgs
-from r2dn.bson import FIELD_NAMES, JuliaStruct, read_bson
+from r2dn import backends, config as cfgs
+from .bson import FIELD_NAMES, JuliaStruct, read_bson
 from r2dn.config import ModelConfig
 from r2dn.errors import BSONError
 from r2dn.init import direct_shapes
@@ -91,14 +91,10 @@ class Converted:
     info: JuliaModelInfo
 
     def model(self, backend: str = "numpy") -> Any:
-        """The model in ``backend`` (``"numpy"``, ``"torch"`` or ``"jax"``)."""
+        """The model in the registered ``backend`` (:mod:`r2dn.backends`)."""
         if self.build is not None:
             return self.build(backend)
-        import r2dn
-        module = r2dn.backend(backend)
-        if not hasattr(module, "from_direct"):
-            raise ValueError(f"load_model: backend {backend!r} has no `from_direct` yet.")
-        return module.from_direct(self.config, self.direct)
+        return backends.module(backend).from_direct(self.config, self.direct)
 
 
 # -- small readers that turn surprises into BSONError -----------------------------------------
@@ -506,7 +502,7 @@ def convert_value(value: Any, *, where: str = "value", dtype: str | None = None)
     Parameters
     ----------
     value : JuliaStruct
-        As :func:`r2dn.bson.read_bson` returns it.
+        As :func:`.bson.read_bson` returns it.
     where : str
         Where the value came from, for error messages.
     dtype : {"float32", "float64"}, optional
@@ -618,7 +614,7 @@ def load_model(path: str | os.PathLike, key: str = "model", *, backend: str = "n
     Parameters
     ----------
     path : str or os.PathLike
-        The ``.bson`` file. It is read by :func:`r2dn.bson.read_bson`, which never evaluates code.
+        The ``.bson`` file. It is read by :func:`.bson.read_bson`, which never evaluates code.
     key : str
         The top-level key holding the model (``bson(path, Dict("model" => model))``).
     backend : {"numpy", "torch", "jax"}
@@ -629,7 +625,7 @@ def load_model(path: str | os.PathLike, key: str = "model", *, backend: str = "n
         Also return a :class:`JuliaModelInfo` (what the ``Chain`` held after the model, e.g.
         ``softmax``; conversion notes; the file's other keys).
     max_size : int, optional
-        Largest file accepted, in bytes (default: :data:`r2dn.bson.DEFAULT_MAX_SIZE`).
+        Largest file accepted, in bytes (default: :data:`.bson.DEFAULT_MAX_SIZE`).
 
     Returns
     -------
@@ -656,9 +652,7 @@ def load_model(path: str | os.PathLike, key: str = "model", *, backend: str = "n
     >>> info.after                                                           # doctest: +SKIP
     ('softmax',)
     """
-    if backend not in ("numpy", "torch", "jax"):
-        raise ValueError(f"load_model: `backend` must be 'numpy', 'torch' or 'jax'; "
-                         f"got {backend!r}.")
+    backends.check_name("load_model", backend)
     conv = _read(path, key, dtype, max_size)
     model = conv.model(backend)
     return (model, conv.info) if return_info else model

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from array_api_compat import array_namespace
 
-from r2dn import _spec
+from r2dn import _spec, backends
 from r2dn._model import check_array, to_numpy
 from r2dn.config import ACTIVATIONS, DTYPES
 
@@ -34,20 +34,12 @@ POST_FUNCTIONS = ("softmax", "logsoftmax", "relu", "tanh", "sigmoid", "identity"
 
 
 def as_backend(value: Any, backend: str, dtype: str) -> Any:
-    """A NumPy array as an array of ``backend`` (``"numpy"``, ``"torch"``, ``"jax"``) and ``dtype``.
+    """A NumPy array as an array of the registered ``backend`` (:mod:`r2dn.backends`) and ``dtype``.
 
     Imports the framework only when it is asked for.
     """
-    arr = np.asarray(to_numpy(value), dtype=dtype)
-    if backend == "numpy":
-        return arr
-    if backend == "torch":
-        import torch
-        return torch.tensor(arr, dtype=getattr(torch, dtype))
-    if backend == "jax":
-        import jax.numpy as jnp
-        return jnp.asarray(arr, dtype=dtype)
-    raise ValueError(f"as_backend: `backend` must be 'numpy', 'torch' or 'jax'; got {backend!r}.")
+    record = backends.get(backend)
+    return record.from_numpy(np.asarray(to_numpy(value), dtype=dtype))
 
 
 def as_model_array(model: Any, value: Any) -> Any:
@@ -56,17 +48,11 @@ def as_model_array(model: Any, value: Any) -> Any:
     if isinstance(model, (MLP, ExplicitREN)):
         return as_backend(value, model.backend, model.dtype)
     ref = next(iter(model.direct().values()))
-    if hasattr(ref, "new_tensor"):                      # torch: same dtype and device
-        return ref.new_tensor(np.asarray(to_numpy(value)))
-    if type(ref).__module__.startswith("jax"):
-        import jax.numpy as jnp                         # only when handed a JAX model
-        return jnp.asarray(to_numpy(value), dtype=ref.dtype)
-    return np.asarray(to_numpy(value), dtype=ref.dtype)
+    return model._backend.asarray(np.asarray(to_numpy(value)), ref)
 
 
 def _check_backend_dtype(owner: str, backend: str, dtype: str) -> None:
-    if backend not in ("numpy", "torch", "jax"):
-        raise ValueError(f"{owner}: `backend` must be 'numpy', 'torch' or 'jax'; got {backend!r}.")
+    backends.check_name(owner, backend)
     if dtype not in DTYPES:
         raise ValueError(f"{owner}: `dtype` must be 'float32' or 'float64'; got {dtype!r}.")
 

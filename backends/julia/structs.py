@@ -1,4 +1,4 @@
-"""r2dn models as RobustNeuralNetworks.jl 0.3 objects, written as :class:`r2dn.bson.JuliaStruct`
+"""r2dn models as RobustNeuralNetworks.jl 0.3 objects, written as :class:`.bson.JuliaStruct`
 trees (the inverse of :mod:`r2dn.julia.convert`).
 
 One description of the Julia side serves three users: the BSON writer
@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from r2dn._model import to_numpy
-from r2dn.bson import JuliaStruct, JuliaType
+from .bson import JuliaStruct, JuliaType
 from r2dn.config import REN_FAMILIES, ModelConfig
 
 __all__ = ["JULIA_FUNCTION_TYPES", "check_julia_compatible", "julia_cholesky_factors",

@@ -1,6 +1,6 @@
 """Write BSON.jl files that Julia's ``BSON.load`` reads back into RobustNeuralNetworks.jl objects.
 
-The layout is what BSON.jl 0.3 writes (see the module docstring of :mod:`r2dn.bson` for the tags):
+The layout is what BSON.jl 0.3 writes (see the module docstring of :mod:`.bson` for the tags):
 the top level is a ``Base.Dict{String, Any}`` struct document holding a list of keys and a list of
 values; a struct is ``{tag: "struct", type: <datatype>, data: [fields...]}``; a datatype
 ``{tag: "datatype", params: [...], name: [module path..., type name]}``; a bits array
@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from r2dn._model import to_numpy
-from r2dn.bson import JuliaStruct, JuliaType
+from .bson import JuliaStruct, JuliaType
 
 from .models import MLP
 from .structs import JULIA_FUNCTION_TYPES, julia_function, julia_struct

@@ -24,5 +24,6 @@ def _adapter() -> type:
 
 
 BACKEND = Backend(name="numpy", module="r2dn.numpy", xp=xp_numpy, default_dtype="float64",
-                  asarray=_asarray, all_finite=_all_finite, rollout=spec_rollout(xp_numpy),
+                  from_numpy=np.asarray, asarray=_asarray, all_finite=_all_finite,
+                  rollout=spec_rollout(xp_numpy),
                   equilibrium=spec_equilibrium(xp_numpy), adapter=_adapter)

@@ -56,6 +56,7 @@ def _adapter() -> type:
 
 
 BACKEND = Backend(name="torch", module="r2dn.torch", xp=xp_torch, default_dtype="float32",
-                  asarray=_asarray, all_finite=_all_finite, rollout=spec_rollout(xp_torch),
+                  from_numpy=torch.tensor, asarray=_asarray, all_finite=_all_finite,
+                  rollout=spec_rollout(xp_torch),
                   equilibrium=_equilibrium, adapter=_adapter, check_device=_check_input,
                   kernels={"relu": torch.relu})
