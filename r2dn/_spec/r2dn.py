@@ -12,6 +12,7 @@ matrices of DESIGN §3.3 (``D12``, ``D21``, ``D22`` are the non-zero blocks of G
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import NamedTuple
 
@@ -88,6 +89,15 @@ def dissipative_r2dn_explicit(direct: Mapping[str, Array], cfg: ModelConfig, *,
     H = (gram(X, p, PRESETS[cfg.compat].norm_eps, xp=xp) + cfg.eps * eye_like(2 * nx, X, xp=xp)
          + L @ solve(mid, L.T, xp=xp))
     E, F, P = _state_blocks(H, Y, cfg.abar, nx)
+    if cfg.model == "LipschitzR2DN":
+        # Q = -I/gamma, S = 0, R = gamma I: L_Q = I/sqrt(gamma), L_R = sqrt(gamma) I, Q^-1 S^T = 0,
+        # so the two Cholesky factors and two solves below are scalings by sqrt(gamma).
+        r = math.sqrt(cfg.gamma)
+        AB = solve(E, xp.concat([F, B1, r * B2h], axis=1), xp=xp)
+        return R2DNExplicit(A=AB[:, :nx], B1=AB[:, nx:nx + nv], B2=AB[:, nx + nv:], C1=C1,
+                            C2=r * C2h, D12=r * D12h, D21=r * D21h, D22=cfg.gamma * D22h,
+                            bx=direct["bx"], bv=direct["bv"], by=direct["by"], E=E, P=P,
+                            network=_network(direct, cfg, xp=xp))
     Q, S, R = supply_arrays(cfg, X, xp=xp)
     L_Q = upper_cholesky(-Q, xp=xp)
     QiSt = solve(Q, S.T, xp=xp)
