@@ -1,4 +1,5 @@
-"""Shared test helpers: data folder, tolerances, model factories with random valid options."""
+"""Shared test helpers: data folder, closeness at the tolerances of ``conftest.TOL``, model
+factories with random valid options."""
 
 from __future__ import annotations
 
@@ -11,8 +12,7 @@ from r2dn.config import FAMILIES, R2DN_FAMILIES, random_supply as random_qsr
 
 REPO = Path(__file__).resolve().parents[1]
 
-#: relative tolerances by tier (STYLE: one table, in one file).
-TOL = {"f64": 1e-12, "f32": 1e-5}
+from conftest import TOL
 
 
 def data_dir(sub: str = "") -> Path | None:
@@ -29,7 +29,7 @@ def assert_close(actual, desired, tier: str = "f64", scale: float | None = None)
     assert actual.shape == desired.shape, (actual.shape, desired.shape)
     ref = scale if scale is not None else max(1.0, float(np.max(np.abs(desired), initial=0.0)))
     err = float(np.max(np.abs(actual - desired), initial=0.0))
-    assert err <= TOL[tier] * ref * 10, f"max error {err:.3g} > {TOL[tier]:g} x 10 x scale {ref:.3g}"
+    assert err <= TOL[tier] * ref, f"max error {err:.3g} > {TOL[tier]:g} x scale {ref:.3g}"
 
 
 

@@ -7,12 +7,15 @@ import numpy as np
 import pytest
 
 import r2dn
+import r2dn.numpy
 from r2dn import backends
+from r2dn._model import to_numpy
 from r2dn.conformance import backends as cb
 from r2dn.conformance.suite import run_suite
 
 pytest.importorskip("array_api_strict")
 import array_api_strict_backend as strict  # noqa: E402 - after the skip
+from helpers import assert_close, build, perturb  # noqa: E402
 
 
 def test_shipped_backends_are_the_registry():
@@ -67,3 +70,27 @@ def test_array_api_strict_passes_the_quick_tier_forward_checks():
     bad = [(r.case, r.check, r.status, r.detail) for r in mine if r.failed]
     assert not bad, bad
     assert len({r.case for r in mine}) == len(outcome.cases) > 10
+
+
+@pytest.mark.parametrize("family", ["ContractingREN", "LipschitzR2DN", "LBDN"])
+def test_every_record_converts_checks_and_runs_like_the_reference(backend, family):
+    """Through the record only: a float32 model of each backend agrees with its float64 NumPy
+    twin; ``asarray`` keeps the parameters' dtype, ``all_finite`` sees a NaN."""
+    ref = perturb(r2dn.numpy, build(r2dn.numpy, family, 2, 3, 4, 2, seed=7, hidden=(3,)), 7)
+    model = backends.module(backend.name).from_direct(ref.config.replace(dtype="float32"),
+                                                      ref.direct())
+    assert model._backend is backend
+    like = next(iter(model.direct().values()))
+    rng = np.random.default_rng(0)
+    if ref.config.is_recurrent:
+        x0, us = rng.normal(size=(3, 3)), rng.normal(size=(5, 3, 2))
+        got = model.simulate(backend.asarray(x0, like), backend.asarray(us, like))
+        want = ref.simulate(x0, us)
+    else:
+        u = rng.normal(size=(3, 2))
+        got, want = (model(backend.asarray(u, like)),), (ref(u),)
+    for a, b in zip(got, want):
+        assert str(a.dtype).endswith("float32")
+        assert backend.all_finite(a)
+        assert_close(to_numpy(a), b, tier="f32")
+    assert not backend.all_finite(backend.from_numpy(np.array([1.0, np.nan])))

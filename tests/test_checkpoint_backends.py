@@ -10,6 +10,7 @@ import pytest
 
 import r2dn
 import r2dn.numpy as rn
+from r2dn import backends
 from r2dn._model import to_numpy
 
 from helpers import RECURRENT, assert_close, build, perturb
@@ -20,7 +21,7 @@ jax.config.update("jax_enable_x64", True)
 import r2dn.jax as rj  # noqa: E402
 import r2dn.torch as rt  # noqa: E402
 
-BACKENDS = {"numpy": rn, "torch": rt, "jax": rj}
+BACKENDS = {name: backends.module(name) for name in r2dn.BACKENDS}
 FAMILIES = RECURRENT + ["LBDN", "SandwichLayer"]
 
 
@@ -36,12 +37,7 @@ def _outputs(model, rng):
 
 
 def _as(model, a):
-    mod = type(model).__module__
-    if mod.startswith("r2dn.torch"):
-        return torch.as_tensor(a, dtype=getattr(torch, model.config.dtype))
-    if mod.startswith("r2dn.jax"):
-        return jax.numpy.asarray(a, dtype=model.config.dtype)
-    return np.asarray(a, dtype=model.config.dtype)
+    return model._backend.asarray(a, next(iter(model.direct().values())))
 
 
 @pytest.mark.parametrize("family", FAMILIES)

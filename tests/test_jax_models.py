@@ -31,16 +31,14 @@ import r2dn.jax as rj  # noqa: E402
 import r2dn.numpy as rn  # noqa: E402
 from r2dn import _spec  # noqa: E402
 
+from conftest import TOL  # noqa: E402
 from helpers import build, perturb  # noqa: E402
 
 #: XLA options for the tests' own jits: several times faster to compile on a CPU (None elsewhere).
 FAST = rj.fast_compile_options()
-#: relative agreement of float64 JAX with the float64 NumPy reference.
-F64_RTOL = 1e-10
-#: relative agreement of a float32 JAX model with its float64 NumPy twin.
-F32_RTOL = 1e-4
-#: relative agreement of a gradient with central finite differences of the NumPy model.
-FD_RTOL = 1e-6
+#: relative agreement with the float64 NumPy reference (float64, float32) and of a gradient with
+#: central finite differences of the NumPy model: the table of conftest.py.
+F64_RTOL, F32_RTOL, FD_RTOL = TOL["f64"], TOL["f32"], TOL["fd"]
 FD_STEP = 1e-6
 
 

@@ -28,6 +28,7 @@ from r2dn import _spec
 from r2dn.julia.bson import FIELD_NAMES, JuliaStruct
 from r2dn.julia import bridge
 
+from conftest import TOL
 from helpers import build, data_dir, perturb
 
 RNN = "RobustNeuralNetworks."
@@ -355,7 +356,6 @@ def julia():
     return jl
 
 
-TOL = {"float64": 1e-9, "float32": 2e-4}
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -371,7 +371,7 @@ def test_julia_agrees_with_r2dn(julia, family, nu, ny, dtype):
         diffs = rj.compare(model, rng.normal(size=(3, 3)), rng.normal(size=(6, 3, nu)))
     else:
         diffs = rj.compare(model, rng.normal(size=(3, nu)))
-    assert diffs["max"] < TOL[dtype], diffs
+    assert diffs["max"] < TOL[f"julia_{dtype.removeprefix('float')}"], diffs
 
 
 def test_julia_options(julia):

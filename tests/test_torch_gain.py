@@ -10,6 +10,7 @@ torch = pytest.importorskip("torch")
 
 import r2dn  # noqa: E402
 import r2dn.torch as rt  # noqa: E402
+from conftest import TOL  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -23,7 +24,7 @@ def _one_intra_op_thread():
 
 
 #: the certified gamma is a float64 bisection to ~2^-50 relative; allow rounding above it.
-GAIN_RTOL = 1e-9
+GAIN_RTOL = TOL["gain"]
 #: a short search: enough to find the planted violations below, a fraction of a second per model.
 SEARCH = dict(steps=25, batch=4, horizon=6, seed=0)
 

@@ -21,6 +21,7 @@ import r2dn.numpy as rnp  # noqa: E402
 import r2dn.torch as rt  # noqa: E402
 from r2dn._spec import flatten_explicit  # noqa: E402
 from r2dn.config import FAMILIES, RECURRENT_FAMILIES  # noqa: E402
+from conftest import TOL  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -33,14 +34,10 @@ def _one_intra_op_thread():
     torch.set_num_threads(threads)
 
 
-#: float64 parity: elementwise relative tolerance ...
-RTOL_F64 = 1e-10
-#: ... plus an absolute floor of this times the array's largest entry (or 1), for entries that
-#: cancel to (near) zero, where a relative test means nothing: two LAPACKs differ there by a few
-#: ulps of the array's scale times the condition numbers involved (measured: below 1e-15 here).
-ATOL_F64_SCALE = 1e-12
-#: float32 model against the float64 reference, relative to each array's scale (measured: <1e-6).
-TOL_F32_SCALE = 1e-5
+#: float64 parity: elementwise relative tolerance, plus an absolute floor times the array's
+#: largest entry (or 1) for entries that cancel to (near) zero; float32 against the float64
+#: reference, relative to each array's scale. The table of conftest.py.
+RTOL_F64, ATOL_F64_SCALE, TOL_F32_SCALE = TOL["f64_elementwise"], TOL["f64_floor"], TOL["f32_torch"]
 
 SHAPE_PATTERNS = ("nu>ny", "nu<ny", "nx=1", "nv=1")
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "identity")
