@@ -41,16 +41,15 @@ class Preset:
     norm_eps: float          # added to sum(X**2) in the polar norm and the Sandwich normalisation
     psi_clip: float | None   # clip d to [-psi_clip, psi_clip] before exp, or no clip
     linear_output: bool      # LBDN last layer linear (True) or a full Sandwich layer with activation
-    scale_output_bias: bool  # LBDN output bias multiplied by sqrt(gamma)
     d22_wide_block: float    # factor of the (I+M)^-1 Z3^T block of N when ny < nu
     qsr_eps_shift: bool      # use Q - eps*I and R + eps*I in GeneralREN
     passive_d22: str         # PassiveREN D22 when rho_index > 0: PASSIVE_D22_PAPER or _JULIA
 
 
 PRESETS: dict[Compat, Preset] = {
-    None: Preset(0.0, None, True, False, D22_WIDE_BLOCK_DEFAULT, False, PASSIVE_D22_PAPER),
-    "julia": Preset(0.0, None, True, False, D22_WIDE_BLOCK_JULIA, False, PASSIVE_D22_JULIA),
-    "robustnn": Preset(ROBUSTNN_NORM_EPS, ROBUSTNN_PSI_CLIP, False, True, D22_WIDE_BLOCK_DEFAULT, True,
+    None: Preset(0.0, None, True, D22_WIDE_BLOCK_DEFAULT, False, PASSIVE_D22_PAPER),
+    "julia": Preset(0.0, None, True, D22_WIDE_BLOCK_JULIA, False, PASSIVE_D22_JULIA),
+    "robustnn": Preset(ROBUSTNN_NORM_EPS, ROBUSTNN_PSI_CLIP, False, D22_WIDE_BLOCK_DEFAULT, True,
                        PASSIVE_D22_PAPER),
 }
 

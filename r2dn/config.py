@@ -34,7 +34,6 @@ FEEDFORWARD_FAMILIES = ("SandwichLayer", "LBDN")
 FAMILIES = FEEDFORWARD_FAMILIES + RECURRENT_FAMILIES
 CONTRACTING_FAMILIES = ("ContractingREN", "ContractingR2DN")
 LIPSCHITZ_FAMILIES = ("LipschitzREN", "LipschitzR2DN")
-QSR_FAMILIES = ("GeneralREN", "GeneralR2DN", "PassiveREN")
 #: families with the option ``d22_zero`` (D22 fixed at 0: RobustNeuralNetworks.jl's ``D22_zero``).
 D22_ZERO_FAMILIES = ("ContractingREN", "LipschitzREN")
 

@@ -45,9 +45,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import array_api_compat.numpy
 import numpy as np
 
 from r2dn import backends, config as cfgs
+from r2dn._spec.lbdn import inverse_cayley as _inverse_cayley
 from .bson import FIELD_NAMES, JuliaStruct, read_bson
 from r2dn.config import ModelConfig
 from r2dn.errors import BSONError
@@ -391,30 +393,10 @@ def _lbdn(params: Any, nl: Any, where: str, dtype: str | None, notes: list[str],
 
 
 def inverse_cayley(A_T: np.ndarray, B: np.ndarray) -> np.ndarray:
-    """The ``XY = [U; V]`` whose Cayley transform (DESIGN §3.1) gives ``(A_T, B)``, in float64.
-
-    With ``A_T = (I + Z)^-1 (I - Z)`` and ``B^T = -2 V (I + Z)^-1`` where ``Z = U - U^T + V^T V``:
-    ``Z = (I + A_T)^-1 (I - A_T)`` (``I + A_T = 2 (I + Z)^-1`` is always invertible),
-    ``V = -B^T (I + Z) / 2`` and ``U`` = half the skew part of ``Z - V^T V``. Exact up to rounding.
-
-    Parameters
-    ----------
-    A_T : numpy.ndarray
-        (n, n), RobustNeuralNetworks.jl's ``A_T`` of one Sandwich layer.
-    B : numpy.ndarray
-        (n, m), its ``B``.
-
-    Returns
-    -------
-    numpy.ndarray
-        (n + m, n) ``XY``; with ``a = ||XY||_F`` it reproduces ``A_T`` and ``B``.
+    """The ``XY`` of one Sandwich layer from RobustNeuralNetworks.jl's ``(A_T, B)``, in float64:
+    :func:`r2dn._spec.lbdn.inverse_cayley`; with ``a = ||XY||_F`` it reproduces ``A_T`` and ``B``.
     """
-    A_T, B = A_T.astype(np.float64), B.astype(np.float64)
-    eye = np.eye(A_T.shape[0])
-    Z = np.linalg.solve(eye + A_T, eye - A_T)
-    V = -0.5 * B.T @ (eye + Z)
-    S = Z - V.T @ V
-    return np.concatenate([(S - S.T) / 4, V], axis=0)
+    return _inverse_cayley(A_T.astype(np.float64), B.astype(np.float64), xp=array_api_compat.numpy)
 
 
 def _explicit_lbdn(value: Any, where: str, dtype: str | None,

@@ -29,11 +29,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import array_api_compat.numpy
 import numpy as np
 
 from r2dn._model import to_numpy
-from .bson import JuliaStruct, JuliaType
+from r2dn._spec.supply import supply_factors
 from r2dn.config import REN_FAMILIES, ModelConfig
+
+from .bson import JuliaStruct, JuliaType
 
 __all__ = ["JULIA_FUNCTION_TYPES", "check_julia_compatible", "julia_cholesky_factors",
            "julia_function", "julia_struct", "lbdn_params_struct", "ren_params_struct"]
@@ -57,8 +60,8 @@ def julia_cholesky_factors(Q: np.ndarray, S: np.ndarray,
     """``(LQ, LR)`` as ``GeneralRENParams`` stores them: upper Cholesky factors of ``-Q`` and of
     ``R - S Q^-1 S^T`` (both symmetrised, as Julia's ``Hermitian``), in float64."""
     Q, S, R = (np.asarray(m, dtype=np.float64) for m in (Q, S, R))
-    schur = R - S @ np.linalg.solve(Q, S.T)
-    return (np.linalg.cholesky(-(Q + Q.T) / 2).T, np.linalg.cholesky((schur + schur.T) / 2).T)
+    L_Q, L_R, _ = supply_factors((Q + Q.T) / 2, S, (R + R.T) / 2, xp=array_api_compat.numpy)
+    return L_Q, L_R
 
 
 def check_julia_compatible(config: ModelConfig, owner: str) -> None:

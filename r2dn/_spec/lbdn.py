@@ -14,7 +14,7 @@ from typing import NamedTuple
 from array_api_compat import device
 
 from ..compat import PRESETS, Preset
-from ._xp import Array, Namespace, eye_like, solve_right
+from ._xp import Array, Namespace, eye_like, solve, solve_right
 from .activations import Activation
 
 SQRT2 = math.sqrt(2.0)
@@ -74,6 +74,22 @@ def cayley(W: Array, *, xp: Namespace) -> tuple[Array, Array]:
     A = solve_right(I - Z.T, I + Z.T, xp=xp)          # A = (A^T)^T = (I - Z)^T (I + Z)^-T
     B = -2.0 * solve_right(V, I + Z, xp=xp).T         # B = (B^T)^T
     return A, B
+
+
+def inverse_cayley(A_T: Array, B: Array, *, xp: Namespace) -> Array:
+    """The ``W = [U; V]`` whose :func:`cayley` gives ``A`` with ``A^T = A_T`` and ``B``.
+
+    With ``A^T = (I + Z)^-1 (I - Z)`` and ``B^T = -2 V (I + Z)^-1`` where ``Z = U - U^T + V^T V``:
+    ``Z = (I + A^T)^-1 (I - A^T)`` (``I + A^T = 2 (I + Z)^-1`` is always invertible),
+    ``V = -B^T (I + Z) / 2`` and ``U`` = half the skew part of ``Z - V^T V`` (the symmetric part
+    of ``U`` is not identifiable: this ``U`` is skew). Exact up to rounding. ``A_T`` is (n, n),
+    ``B`` (n, m); returns (n + m, n).
+    """
+    I = eye_like(A_T.shape[0], A_T, xp=xp)
+    Z = solve(I + A_T, I - A_T, xp=xp)
+    V = -0.5 * B.T @ (I + Z)
+    S = Z - V.T @ V
+    return xp.concat([(S - S.T) / 4, V], axis=0)
 
 
 def _normalised_cayley(XY: Array, a: Array, norm_eps: float, *,

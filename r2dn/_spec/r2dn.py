@@ -18,10 +18,10 @@ from typing import NamedTuple
 
 from ..compat import PRESETS
 from ..config import ModelConfig
-from ._xp import Array, Namespace, blkdiag, block, eye_like, gram, solve, upper_cholesky, \
-    zeros_like_shape
+from ._xp import Array, Namespace, blkdiag, block, eye_like, gram, solve, zeros_like_shape
 from .lbdn import LBDNExplicit, lbdn_explicit
 from .ren import output_map, supply_arrays
+from .supply import supply_factors
 
 
 class R2DNExplicit(NamedTuple):
@@ -99,9 +99,7 @@ def dissipative_r2dn_explicit(direct: Mapping[str, Array], cfg: ModelConfig, *,
                             bx=direct["bx"], bv=direct["bv"], by=direct["by"], E=E, P=P,
                             network=_network(direct, cfg, xp=xp))
     Q, S, R = supply_arrays(cfg, X, xp=xp)
-    L_Q = upper_cholesky(-Q, xp=xp)
-    QiSt = solve(Q, S.T, xp=xp)
-    L_R = upper_cholesky(R - S @ QiSt, xp=xp)
+    L_Q, L_R, QiSt = supply_factors(Q, S, R, xp=xp)
     AB = solve(E, xp.concat([F, B1, B2h @ L_R], axis=1), xp=xp)
     CD = solve(L_Q, xp.concat([C2h, D21h, D22h @ L_R], axis=1), xp=xp)
     return R2DNExplicit(A=AB[:, :nx], B1=AB[:, nx:nx + nv], B2=AB[:, nx + nv:], C1=C1,

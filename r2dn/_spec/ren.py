@@ -14,9 +14,9 @@ from typing import NamedTuple
 
 from ..compat import PASSIVE_D22_JULIA, PRESETS
 from ..config import ModelConfig
-from ._xp import Array, Namespace, as_array, eye_like, gram, solve, upper_cholesky, \
-    zeros_like_shape
+from ._xp import Array, Namespace, as_array, eye_like, gram, solve, zeros_like_shape
 from .activations import Activation
+from .supply import supply_factors
 
 
 class RENExplicit(NamedTuple):
@@ -99,9 +99,8 @@ def feedthrough(direct: Mapping[str, Array], cfg: ModelConfig, Q: Array | None, 
             return cfg.nu_index * I + M
         return solve(I + M, I, xp=xp) / cfg.rho_index      # RobustNeuralNetworks.jl 0.3
     N = contraction_N(direct, cfg, xp=xp)
-    L_Q = upper_cholesky(-Q, xp=xp)
-    L_R = upper_cholesky(R - S @ solve(Q, S.T, xp=xp), xp=xp)
-    return solve(L_Q, N @ L_R, xp=xp) - solve(Q, S.T, xp=xp)
+    L_Q, L_R, QiSt = supply_factors(Q, S, R, xp=xp)
+    return solve(L_Q, N @ L_R, xp=xp) - QiSt
 
 
 def supply_correction(direct, cfg, C2, D21, D22, Q, S, R, *, xp: Namespace) -> Array:
