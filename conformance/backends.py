@@ -8,11 +8,12 @@ and the gradient of the fixed loss ``sum(wy * ys) + sum(wx * x_T)`` (feed-forwar
 
 * ``numpy``: the reference backend itself (its float32 models are checked like any other); no
   gradients.
-* ``torch``: eager; gradients by ``loss.backward()`` keyed by ``named_parameters()`` (which must
-  equal ``direct()``'s keys: a mismatch is reported as a failure).
-* ``jax``: one ``jax.jit`` of the whole evaluation per model configuration, with
-  ``jax.value_and_grad`` w.r.t. the model pytree; runs with JAX's 64-bit mode enabled *inside*
-  :meth:`Adapter.context` only (the suite never changes JAX's global configuration).
+* ``torch`` (``r2dn.torch.conformance``): eager; gradients by ``loss.backward()`` keyed by
+  ``named_parameters()`` (which must equal ``direct()``'s keys: a mismatch is a failure).
+* ``jax`` (``r2dn.jax.conformance``): one ``jax.jit`` of the whole evaluation per model
+  configuration, with ``jax.value_and_grad`` w.r.t. the model pytree; runs with JAX's 64-bit
+  mode enabled *inside* :meth:`Adapter.context` only (the suite never changes JAX's global
+  configuration).
 * ``julia``: RobustNeuralNetworks.jl through :mod:`r2dn.julia` (rollouts of recurrent models and
   LBDN evaluations), when ``r2dn.julia.available()``.
 
@@ -39,14 +40,6 @@ from r2dn.config import ModelConfig
 
 from .cases import CaseInputs
 
-#: compiler options of the quick tier's JAX compilations on CPU: no LLVM optimisation and no
-#: fusion emitters. They cut XLA's CPU compile time of a case about 4x (measured: ~6 s -> ~1.5 s
-#: CPU time for a LipschitzR2DN) and change results only at rounding level (<= 3e-15 on the same
-#: case). ``--jax-opt`` (``jax_fast_compile=False``) compiles with XLA's defaults instead.
-JAX_FAST_COMPILE_OPTIONS = {"xla_backend_optimization_level": 0,
-                            "xla_cpu_use_fusion_emitters": False}
-
-
 class Outputs(NamedTuple):
     """What one backend computed for one case (float64 NumPy; None where not computed).
 
@@ -66,25 +59,25 @@ class Outputs(NamedTuple):
     explicit_tree: Any = None
 
 
-def _np64(x: Any) -> np.ndarray:
+def np64(x: Any) -> np.ndarray:
     return np.asarray(to_numpy(x), dtype=np.float64)
 
 
-def _dtype_names(*trees: Any) -> set[str]:
+def dtype_names(*trees: Any) -> set[str]:
     out = set()
     for t in trees:
         if t is None:
             continue
         if isinstance(t, Mapping):
-            out |= _dtype_names(*t.values())
+            out |= dtype_names(*t.values())
         elif isinstance(t, (tuple, list)):
-            out |= _dtype_names(*t)
+            out |= dtype_names(*t)
         else:
             out.add(str(t.dtype).rsplit(".", 1)[-1])
     return out
 
 
-def _explicit_dict(model: Any) -> dict[str, Any]:
+def explicit_dict(model: Any) -> dict[str, Any]:
     return _spec.flatten_explicit(model.explicit())
 
 
@@ -148,15 +141,15 @@ class ForwardAdapter(Adapter):
     def evaluate(self, model, inputs):
         c = model.config
         cast = lambda a: self.record.from_numpy(np.asarray(a, dtype=c.dtype))  # noqa: E731
-        e = _explicit_dict(model)
+        e = explicit_dict(model)
         if not c.is_recurrent:
             y = model(cast(inputs.u))
-            return Outputs({k: _np64(v) for k, v in e.items()}, None, (None, _np64(y)), None,
-                           _dtype_names(e, y))
+            return Outputs({k: np64(v) for k, v in e.items()}, None, (None, np64(y)), None,
+                           dtype_names(e, y))
         step = model(cast(inputs.x), cast(inputs.u))
         roll = model.simulate(cast(inputs.x0), cast(inputs.us))
-        return Outputs({k: _np64(v) for k, v in e.items()}, tuple(map(_np64, step)),
-                       tuple(map(_np64, roll)), None, _dtype_names(e, step, roll))
+        return Outputs({k: np64(v) for k, v in e.items()}, tuple(map(np64, step)),
+                       tuple(map(np64, roll)), None, dtype_names(e, step, roll))
 
 
 class NumpyAdapter(ForwardAdapter):
@@ -165,66 +158,7 @@ class NumpyAdapter(ForwardAdapter):
     name = "numpy"
 
 
-class TorchAdapter(Adapter):
-    name = "torch"
-    autodiff = True
-    computes = ("explicit", "step", "rollout", "grad")
-
-    def __init__(self, device: str = "cpu") -> None:
-        super().__init__(device)
-        import torch
-        import r2dn.torch as rt
-        self.torch, self.rt = torch, rt
-        self.dev = torch.device(device)
-        if self.dev.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(f"torch has no CUDA device here (asked for device={device!r})")
-
-    def describe(self):
-        t = self.torch
-        prec = t.get_float32_matmul_precision()
-        extra = ""
-        if self.dev.type == "cuda":
-            extra = (f", {t.cuda.get_device_name(self.dev)}, "
-                     f"allow_tf32={t.backends.cuda.matmul.allow_tf32}")
-        return f"torch {t.__version__} on {self.dev} (float32 matmul precision {prec!r}{extra})"
-
-    def build(self, config, direct):
-        return self.rt.from_direct(config, direct, device=self.dev)
-
-    def _t(self, a, dtype):
-        return None if a is None else self.torch.tensor(np.asarray(a, dtype=dtype), device=self.dev)
-
-    def evaluate(self, model, inputs):
-        torch = self.torch
-        c = model.config
-        params = dict(model.named_parameters())
-        for p in params.values():
-            p.grad = None
-        with torch.no_grad():
-            e = _explicit_dict(model)
-        x0, us, x, u = (self._t(a, c.dtype) for a in (inputs.x0, inputs.us, inputs.x, inputs.u))
-        wy, wx = self._t(inputs.wy, c.dtype), self._t(inputs.wx, c.dtype)
-        if not c.is_recurrent:
-            y = model(u)
-            loss = torch.sum(wy * y)
-            step, roll, raw = None, (None, _np64(y)), (e, y)
-        else:
-            with torch.no_grad():
-                s = model(x, u)
-            xT, ys = model.simulate(x0, us)
-            loss = torch.sum(wy * ys) + torch.sum(wx * xT)
-            step, roll, raw = tuple(map(_np64, s)), (_np64(xT), _np64(ys)), (e, s, xT, ys)
-        loss.backward()
-        grads = {k: (_np64(p.grad) if p.grad is not None else np.zeros(tuple(p.shape)))
-                 for k, p in params.items()}
-        return Outputs({k: _np64(v) for k, v in e.items()}, step, roll, grads, _dtype_names(*raw))
-
-    def adversarial_gain(self, model, *, steps, horizon, batch, seed):
-        return _call_gain(self.rt.empirical_gain, model, steps=steps, horizon=horizon,
-                          batch=batch, seed=seed)
-
-
-def _call_gain(fn: Callable, model: Any, *, steps: int, horizon: int, batch: int,
+def call_gain(fn: Callable, model: Any, *, steps: int, horizon: int, batch: int,
                seed: int) -> float:
     """Call a backend's ``empirical_gain`` with the keywords its signature has; a float."""
     sig = inspect.signature(fn).parameters
@@ -234,33 +168,7 @@ def _call_gain(fn: Callable, model: Any, *, steps: int, horizon: int, batch: int
     return float(getattr(out, "gain", out))
 
 
-def _jax_eval(model, x0, us, x, u, wy, wx):
-    """Everything the checks need from a JAX model, in one traced function (jitted by the adapter).
-
-    The explicit matrices and the step are traced outside the differentiated function, so only
-    the rollout (or the forward map) is traced under ``jax.value_and_grad``; XLA shares the
-    explicit map between them.
-    """
-    import jax
-    import jax.numpy as jnp
-
-    c = model.config
-    e = model.explicit()
-    if not c.is_recurrent:
-        def loss(m):
-            y = m(u)
-            return jnp.sum(wy * y), (y,)
-        step = None
-    else:
-        def loss(m):
-            xT, ys = m.simulate(x0, us)
-            return jnp.sum(wy * ys) + jnp.sum(wx * xT), (xT, ys)
-        step = model(x, u)
-    (_, roll), g = jax.value_and_grad(loss, has_aux=True)(model)
-    return e, step, roll, g.direct()
-
-
-class _ExplicitView:
+class ExplicitView:
     """What :func:`r2dn.certify` reads (``config`` and ``explicit()``), for matrices already built."""
 
     def __init__(self, config: ModelConfig, explicit: Any) -> None:
@@ -268,76 +176,6 @@ class _ExplicitView:
 
     def explicit(self) -> Any:
         return self._explicit
-
-
-class JaxAdapter(Adapter):
-    name = "jax"
-    autodiff = True
-    computes = ("explicit", "step", "rollout", "grad")
-
-    def __init__(self, device: str = "cpu", fast_compile: bool = True) -> None:
-        super().__init__(device)
-        import jax
-        import r2dn.jax as rj
-        self.jax, self.rj = jax, rj
-        kind, _, index = device.partition(":")
-        platform_name = {"cuda": "gpu", "gpu": "gpu", "cpu": "cpu", "tpu": "tpu"}.get(kind, kind)
-        try:
-            devices = jax.devices(platform_name)
-        except RuntimeError as err:
-            raise RuntimeError(f"JAX has no {platform_name!r} device here ({err})") from err
-        self.dev = devices[int(index or 0)]
-        options = JAX_FAST_COMPILE_OPTIONS if fast_compile and self.dev.platform == "cpu" else None
-        self.compile_options = options
-        self._eval = jax.jit(_jax_eval, compiler_options=options)
-
-    def describe(self):
-        how = "fast-compile options" if self.compile_options else "default XLA options"
-        return (f"jax {self.jax.__version__} on {self.dev} (x64 inside the suite only, "
-                f"matmul precision {self.rj.MATMUL_PRECISION!r}, {how})")
-
-    def context(self):
-        stack = contextlib.ExitStack()
-        stack.enter_context(self.jax.enable_x64(True))
-        stack.enter_context(self.jax.default_device(self.dev))
-        return stack
-
-    def build(self, config, direct):
-        model = self.rj.from_direct(config, direct)
-        return self.jax.device_put(model, self.dev)
-
-    def evaluate(self, model, inputs):
-        jnp = self.jax.numpy
-        c = model.config
-        args = [None if a is None else self.jax.device_put(jnp.asarray(np.asarray(a, dtype=c.dtype)),
-                                                           self.dev)
-                for a in (inputs.x0, inputs.us, inputs.x, inputs.u, inputs.wy, inputs.wx)]
-        tree, step, roll, grads = self._eval(model, *args)
-        self.jax.block_until_ready(grads)
-        e = _spec.flatten_explicit(tree)
-        rollout = (None, _np64(roll[0])) if not c.is_recurrent else tuple(map(_np64, roll))
-        return Outputs({k: _np64(v) for k, v in e.items()},
-                       None if step is None else tuple(map(_np64, step)), rollout,
-                       {k: _np64(v) for k, v in grads.items()}, _dtype_names(e, step, roll, grads),
-                       tree)
-
-    def certify(self, model, out):
-        """``r2dn.certify`` of the model's explicit matrices as the jitted evaluation built them.
-
-        The same function of the same parameters as ``model.explicit()``, which, called eagerly,
-        dispatches the maps op by op and costs seconds of XLA compilation per case on a CPU.
-        """
-        return r2dn.certify(_ExplicitView(model.config, out.explicit_tree))
-
-    def adversarial_gain(self, model, *, steps, horizon, batch, seed):
-        return _call_gain(self.rj.empirical_gain, model, steps=steps, horizon=horizon,
-                          batch=batch, seed=seed)
-
-    def release(self):
-        """Drop every compiled program: each case compiles new ones, and on a CPU each holds
-        memory mappings of JIT code; a few hundred cases in one process otherwise exhaust the
-        mappings (LLVM "Cannot allocate memory", then a crash)."""
-        self.jax.clear_caches()
 
 
 class JuliaAdapter(Adapter):
@@ -374,9 +212,9 @@ class JuliaAdapter(Adapter):
         cast = lambda a: np.asarray(a, dtype=c.dtype)  # noqa: E731
         if not c.is_recurrent:
             y = self.rjl.evaluate_in_julia(model, cast(inputs.u))
-            return Outputs(None, None, (None, _np64(y)), None, set())
+            return Outputs(None, None, (None, np64(y)), None, set())
         xT, ys = self.rjl.simulate_in_julia(model, cast(inputs.x0), cast(inputs.us))
-        return Outputs(None, None, (_np64(xT), _np64(ys)), None, set())
+        return Outputs(None, None, (np64(xT), np64(ys)), None, set())
 
 
 #: references the suite compares against that are not array backends: name -> adapter class.

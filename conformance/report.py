@@ -175,7 +175,8 @@ def plot(results: list[CheckResult], path: Path) -> Path | None:
     ax1.set_ylabel("worst relative error (vs float64 NumPy reference)")
     ax1.set_title("Worst error per backend and dtype (lines: tolerances f64 dotted, f32 dashed)")
     ax1.legend(fontsize=8)
-    markers = {"numpy": "o", "torch": "s", "jax": "^", "julia": "D"}
+    names = list(dict.fromkeys(r.backend for r in results))
+    markers = dict(zip(names, "os^Dv<>ph"))
     for r in results:
         if r.check != "certificate" or not r.values:
             continue

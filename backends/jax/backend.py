@@ -27,7 +27,7 @@ def _equilibrium(activation: Any, act: Any):
 
 
 def _adapter() -> type:
-    from r2dn.conformance.backends import JaxAdapter
+    from .conformance import JaxAdapter
     return JaxAdapter
 
 

@@ -599,8 +599,9 @@ def load_model(path: str | os.PathLike, key: str = "model", *, backend: str = "n
         The ``.bson`` file. It is read by :func:`.bson.read_bson`, which never evaluates code.
     key : str
         The top-level key holding the model (``bson(path, Dict("model" => model))``).
-    backend : {"numpy", "torch", "jax"}
-        Where the model lives: ``r2dn.backend(backend).from_direct(config, direct)``.
+    backend : str
+        A registered backend (:func:`r2dn.backends.names`), where the model lives:
+        ``r2dn.backend(backend).from_direct(config, direct)``.
     dtype : {"float32", "float64"}, optional
         The model's dtype; default: the parameters' dtype in the file (Julia's ``T``).
     return_info : bool

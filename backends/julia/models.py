@@ -127,8 +127,9 @@ class MLP:
         ``b_k`` of shape (n_k,).
     activations : sequence of str
         One of ``'relu'``, ``'tanh'``, ``'sigmoid'``, ``'identity'`` per layer.
-    backend : {"numpy", "torch", "jax"}
-        The arrays' framework (inference only: no gradients are set up).
+    backend : str
+        A registered backend (:func:`r2dn.backends.names`): the arrays' framework (inference
+        only: no gradients are set up).
     dtype : {"float32", "float64"}
         The arrays' dtype.
 

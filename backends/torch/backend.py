@@ -51,7 +51,7 @@ def _check_input(owner: str, name: str, x: Any, like: torch.Tensor) -> None:
 
 
 def _adapter() -> type:
-    from r2dn.conformance.backends import TorchAdapter
+    from .conformance import TorchAdapter
     return TorchAdapter
 
 
