@@ -47,7 +47,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                    help="shared data folder holding julia/*.bson and mnist/t10k-*.gz")
     p.add_argument("--out", type=Path, default=REPO / "out" / "julia_mnist",
                    help="folder for results.json and the PNG plot")
-    p.add_argument("--backend", choices=("numpy", "torch", "jax"), default="numpy",
+    p.add_argument("--backend", choices=r2dn.BACKENDS, default="numpy",
                    help="r2dn backend that runs the models (NumPy is always run too)")
     p.add_argument("--seed", type=int, default=0, help="seed of the noise")
     p.add_argument("--quick", action="store_true", help="2,000 images, 4 noise levels (CI)")

@@ -45,7 +45,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                    help="shared data folder holding julia/pde_obsv.bson")
     p.add_argument("--out", type=Path, default=REPO / "out" / "julia_pde_observer",
                    help="folder for results.json and the PNG plot")
-    p.add_argument("--backend", choices=("numpy", "torch", "jax"), default="numpy",
+    p.add_argument("--backend", choices=r2dn.BACKENDS, default="numpy",
                    help="r2dn backend that runs the model")
     p.add_argument("--samples", type=int, default=None,
                    help="length of the fresh trajectory for the loss (default 20000)")
