@@ -7,6 +7,7 @@ import contextlib
 
 import numpy as np
 
+import r2dn
 from r2dn import _spec
 from r2dn.conformance.backends import Adapter, ExplicitView, Outputs, call_gain, dtype_names, \
     np64
