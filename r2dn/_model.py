@@ -91,8 +91,9 @@ class ModelMixin:
 class RecurrentMixin(ModelMixin):
     """``model(x, u)``, ``simulate(x0, us)`` and ``init_state`` of REN and R2DN models."""
 
-    def _solver(self) -> Callable[[Any, Any], Any] | None:
-        """A backend's custom-gradient REN equilibrium ``(D11, v) -> w``, or None for the spec's."""
+    def _solver(self) -> Callable[..., Any] | None:
+        """A backend's custom-derivative REN equilibrium ``(D11, v, plan) -> w`` (``plan``:
+        ``_spec.substitution_plan(D11)``), or None for the spec's."""
         return None
 
     def _rollout(self, e: Any, nonlinearity: Callable, x0: Any, us: Any) -> tuple[Any, Any]:
