@@ -96,7 +96,7 @@ def lax_scan(step: Callable[[Any, tuple], Any], carry: Any, xs: tuple, reverse: 
 
 @functools.lru_cache(maxsize=None)
 def equilibrium_layer(activation: str | Callable[[Any], Any]) -> Callable[..., Any]:
-    """The REN equilibrium ``(D11, b, plan) -> w`` with ``w = sigma(D11 w + b)``, as a
+    """The REN equilibrium ``(D11, b, plan=None) -> w`` with ``w = sigma(D11 w + b)``, as a
     ``jax.custom_jvp``.
 
     The forward pass is ``_spec.equilibrium`` with its loop over blocks of neurons under
@@ -115,25 +115,30 @@ def equilibrium_layer(activation: str | Callable[[Any], Any]) -> Callable[..., A
     Returns
     -------
     callable
-        ``layer(D11 (nv, nv), b (batch, nv), plan) -> w (batch, nv)``; D11 strictly lower
-        triangular, ``plan = _spec.substitution_plan(D11)`` (built once per rollout). The tangents
-        of ``plan`` are ignored: the rule takes every derivative in D11 from D11's tangent.
+        ``layer(D11 (nv, nv), b (batch, nv), plan=None) -> w (batch, nv)``; D11 strictly lower
+        triangular, ``plan = _spec.substitution_plan(D11)`` (a rollout builds it once; built here
+        when not given). The tangents of ``plan`` are ignored: the rule takes every derivative in
+        D11 from D11's tangent.
     """
     act = _spec.activation(activation, xp=jnp)
 
     @jax.custom_jvp
-    def layer(D11, b, plan):
+    def ren_equilibrium(D11, b, plan):
         with full_precision():
             return _spec.equilibrium(D11, b, act, xp=jnp, plan=plan, scan=lax_scan)
 
-    @layer.defjvp
-    def layer_jvp(primals, tangents):
+    @ren_equilibrium.defjvp
+    def ren_equilibrium_jvp(primals, tangents):
         D11, b, plan = primals
         dD11, db, _ = tangents
-        w = layer(D11, b, plan)
+        w = ren_equilibrium(D11, b, plan)
         with full_precision():           # traced when differentiated, maybe after the call
             _, slope = _slopes(act, w @ jnp.tril(D11, -1).T + b)
             dw = _spec.equilibrium_jvp(D11, w, slope, dD11, db, xp=jnp, plan=plan, scan=lax_scan)
         return w, dw
 
-    return layer
+    def equilibrium(D11, b, plan=None):
+        plan = _spec.substitution_plan(D11, xp=jnp) if plan is None else plan
+        return ren_equilibrium(D11, b, plan)
+
+    return equilibrium

@@ -63,8 +63,12 @@ def python_scan(step: Callable[[Any, tuple], Any], carry: Any, xs: tuple,
 
 
 def substitution_plan(D11: Array, *, xp: Namespace, block: int = BLOCK) -> SubstitutionPlan:
-    """The D11-only work of the substitutions, done once (see :class:`SubstitutionPlan`)."""
+    """The D11-only work of the substitutions, done once (see :class:`SubstitutionPlan`).
+
+    Blocks of ``block`` neurons, or one block of nv when nv is smaller.
+    """
     nv = D11.shape[0]
+    block = min(block, nv)
     K = -(-nv // block)
     nvp = K * block
     L = xp.tril(D11, k=-1)
