@@ -65,11 +65,12 @@ def python_scan(step: Callable[[Any, tuple], Any], carry: Any, xs: tuple,
 def substitution_plan(D11: Array, *, xp: Namespace, block: int = BLOCK) -> SubstitutionPlan:
     """The D11-only work of the substitutions, done once (see :class:`SubstitutionPlan`).
 
-    Blocks of ``block`` neurons, or one block of nv when nv is smaller.
+    K = ceil(nv / block) blocks of ceil(nv / K) neurons each (nv is padded by fewer than K
+    neurons, none when nv is at most ``block``).
     """
     nv = D11.shape[0]
-    block = min(block, nv)
     K = -(-nv // block)
+    block = -(-nv // K)
     nvp = K * block
     L = xp.tril(D11, k=-1)
     if nvp > nv:
@@ -88,34 +89,42 @@ def _pad(x: Array, nvp: int, *, xp: Namespace) -> Array:
     return xp.concat([x, zeros_like_shape((x.shape[0], nvp - x.shape[1]), x, xp=xp)], axis=1)
 
 
-def _substitute(plan: SubstitutionPlan, inputs: tuple[Array, ...],
+def _columns(x: Array, *, xp: Namespace) -> tuple[Array, ...]:
+    """(batch, n) -> n columns (batch, 1)."""
+    return xp.unstack(x[:, :, None], axis=1)
+
+
+def _substitute(plan: SubstitutionPlan, offset: Array | None, inputs: tuple[Array, ...],
                 neuron: Callable[[Array, tuple[Array, ...]], Array], *, xp: Namespace,
                 scan: Scan, reverse: bool) -> Array:
     """The blocked substitution shared by the three maps; returns the padded (batch, nvp) result.
 
-    Forward (``reverse=False``): ``y_i = neuron((L y)_i, inputs_i)``, first neuron first.
-    Reverse: ``y_i = neuron((L^T y)_i, inputs_i)``, last neuron first. ``inputs`` are padded
-    (batch, nvp) arrays; ``neuron`` maps (batch, 1) columns to a (batch, 1) column.
+    Forward (``reverse=False``): ``y_i = neuron(offset_i + (L y)_i, inputs_i)``, first neuron
+    first. Reverse: the same with ``L^T``, last neuron first. ``offset`` (or None) and ``inputs``
+    are padded (batch, nvp) arrays; ``neuron`` maps (batch, 1) columns to a (batch, 1) column.
     """
     nvp = plan.L.shape[0]
     B = plan.select.shape[1]
     order = range(B - 1, -1, -1) if reverse else range(B)
 
     def step(Y, blk):
-        rows, cols, diag, select = blk
-        ins = [x @ select.T for x in inputs]
-        a = Y @ cols if reverse else Y @ rows.T      # what the solved blocks feed this block
+        panel, diag, select = blk
+        a = Y @ panel if reverse else Y @ panel.T      # what the solved blocks feed this block
+        if offset is not None:
+            a = a + offset @ select.T
+        ins = list(zip(*(_columns(x @ select.T, xp=xp) for x in inputs))) or [()] * B
         feeds = xp.unstack(diag if reverse else diag.T, axis=0)  # neuron i's feed to the block
         ys = [None] * B
         for i in order:
-            yi = neuron(a[:, i:i + 1], tuple(x[:, i:i + 1] for x in ins))
+            yi = neuron(a[:, i:i + 1], ins[i])
             ys[i] = yi
             if i != order[-1]:
                 a = a + yi * feeds[i]
         return Y + xp.concat(ys, axis=1) @ select
 
-    Y0 = zeros_like_shape((inputs[0].shape[0], nvp), plan.L, xp=xp)
-    return scan(step, Y0, (plan.rows, plan.cols, plan.diag, plan.select), reverse)
+    Y0 = zeros_like_shape(((inputs or (offset,))[0].shape[0], nvp), plan.L, xp=xp)
+    panels = plan.cols if reverse else plan.rows
+    return scan(step, Y0, (panels, plan.diag, plan.select), reverse)
 
 
 def equilibrium(D11: Array, b: Array, act: Activation, *, xp: Namespace,
@@ -130,8 +139,7 @@ def equilibrium(D11: Array, b: Array, act: Activation, *, xp: Namespace,
     plan = substitution_plan(D11, xp=xp) if plan is None else plan
     nv = b.shape[1]
     bp = _pad(b, plan.L.shape[0], xp=xp)
-    w = _substitute(plan, (bp,), lambda a, ins: act.fn(a + ins[0]), xp=xp, scan=scan,
-                    reverse=False)
+    w = _substitute(plan, bp, (), lambda a, ins: act.fn(a), xp=xp, scan=scan, reverse=False)
     return w[:, :nv]
 
 
@@ -144,7 +152,7 @@ def lower_solve(D11: Array, J: Array, s: Array, *, xp: Namespace,
     """
     plan = substitution_plan(D11, xp=xp) if plan is None else plan
     nvp, nv = plan.L.shape[0], s.shape[1]
-    y = _substitute(plan, (_pad(s, nvp, xp=xp), _pad(J, nvp, xp=xp)),
+    y = _substitute(plan, None, (_pad(s, nvp, xp=xp), _pad(J, nvp, xp=xp)),
                     lambda a, ins: ins[0] + ins[1] * a, xp=xp, scan=scan, reverse=False)
     return y[:, :nv]
 
@@ -159,7 +167,7 @@ def upper_solve(D11: Array, J: Array, c: Array, *, xp: Namespace,
     plan = substitution_plan(D11, xp=xp) if plan is None else plan
     nvp, nv = plan.L.shape[0], c.shape[1]
     cp = _pad(c, nvp, xp=xp)
-    g = _substitute(plan, (cp, _pad(J, nvp, xp=xp)), lambda a, ins: ins[1] * (ins[0] + a),
+    g = _substitute(plan, cp, (_pad(J, nvp, xp=xp),), lambda a, ins: ins[0] * a,
                     xp=xp, scan=scan, reverse=True)
     return (cp + g @ plan.L)[:, :nv]
 
