@@ -89,9 +89,10 @@ def _pad(x: Array, nvp: int, *, xp: Namespace) -> Array:
     return xp.concat([x, zeros_like_shape((x.shape[0], nvp - x.shape[1]), x, xp=xp)], axis=1)
 
 
-def _columns(x: Array, *, xp: Namespace) -> tuple[Array, ...]:
-    """(batch, n) -> n columns (batch, 1)."""
-    return xp.unstack(x[:, :, None], axis=1)
+def _columns(x: Array) -> tuple[Array, ...]:
+    """(batch, n) -> n columns (batch, 1), by slicing (which every batching transform supports;
+    torch.func.vmap has no rule for the moveaxis of array-api-compat's ``unstack``)."""
+    return tuple(x[:, i:i + 1] for i in range(x.shape[1]))
 
 
 def _substitute(plan: SubstitutionPlan, offset: Array | None, inputs: tuple[Array, ...],
@@ -112,8 +113,8 @@ def _substitute(plan: SubstitutionPlan, offset: Array | None, inputs: tuple[Arra
         a = Y @ panel if reverse else Y @ panel.T      # what the solved blocks feed this block
         if offset is not None:
             a = a + offset @ select.T
-        ins = list(zip(*(_columns(x @ select.T, xp=xp) for x in inputs))) or [()] * B
-        feeds = xp.unstack(diag if reverse else diag.T, axis=0)  # neuron i's feed to the block
+        ins = list(zip(*(_columns(x @ select.T) for x in inputs))) or [()] * B
+        feeds = diag if reverse else diag.T              # row i: neuron i's feed to the block
         ys = [None] * B
         for i in order:
             yi = neuron(a[:, i:i + 1], ins[i])
