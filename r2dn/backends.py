@@ -23,16 +23,18 @@ from . import _spec
 from ._spec import Activation
 from ._spec._xp import Array, Namespace
 
-Solver = Callable[[Array, Array], Array]
+Solver = Callable[[Array, Array, Any], Array]
 
 
 def spec_equilibrium(xp: Namespace) -> Callable[[Any, Activation], Solver]:
     """The REN equilibrium factory of a backend with no custom gradient: the spec's forward
-    substitution, ``(D11, v) -> w`` with ``w = sigma(D11 w + v)``, differentiated (if at all) by
+    substitution, ``(D11, v, plan) -> w`` with ``w = sigma(D11 w + v)`` (``plan``:
+    :func:`r2dn._spec.substitution_plan` of D11, built once per rollout), differentiated (if at
+    all) by
     the framework through the loop."""
 
     def factory(activation: Any, act: Activation) -> Solver:
-        return lambda D11, v: _spec.equilibrium(D11, v, act, xp=xp)
+        return lambda D11, v, plan: _spec.equilibrium(D11, v, act, xp=xp, plan=plan)
 
     return factory
 
@@ -73,7 +75,7 @@ class Backend:
     rollout : callable
         ``rollout(e, nonlinearity, x0, us, **options) -> (x_T, ys)``: the time loop.
     equilibrium : callable
-        ``equilibrium(activation, act) -> solver``: the REN equilibrium ``(D11, v) -> w`` this
+        ``equilibrium(activation, act) -> solver``: the REN equilibrium ``(D11, v, plan) -> w`` this
         backend differentiates (``activation`` is ``config.activation``, ``act`` the spec's
         :class:`~r2dn._spec.Activation` of it).
     adapter : callable

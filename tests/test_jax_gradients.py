@@ -1,6 +1,6 @@
-"""The REN equilibrium's custom_vjp (implicit-function backward pass of r2dn._spec) against
+"""The REN equilibrium's custom_jvp (implicit-function backward pass of r2dn._spec) against
 automatic differentiation of the plain forward substitution. (Finite differences of whole models,
-through the custom_vjp, are in test_jax_models.py.)"""
+through the custom_jvp, are in test_jax_models.py.)"""
 
 from __future__ import annotations
 
@@ -56,8 +56,8 @@ def test_equilibrium_layer_gradients_match_autodiff_of_forward_substitution():
         assert not np.any(np.triu(np.asarray(c_D11)))
 
 
-def test_ren_rollout_gradient_through_custom_vjp_matches_plain_forward_substitution():
-    """A REN rollout (lax.scan with the registered custom_vjp; a user activation, so sigma' comes
+def test_ren_rollout_gradient_through_custom_jvp_matches_plain_forward_substitution():
+    """A REN rollout (lax.scan with the registered custom_jvp; a user activation, so sigma' comes
     from jax.jvp) has the same gradient, with respect to every explicit matrix, as the spec's
     plain loop, which JAX differentiates step by step."""
     model = perturb(rn, build(rn, "GeneralREN", 2, 2, 4, 3, seed=1), 1)
@@ -76,8 +76,8 @@ def test_ren_rollout_gradient_through_custom_vjp_matches_plain_forward_substitut
         nonlinearity = _spec.nonlinearity(e, act, xp=jnp)
         return jnp.sum(jnp.sin(_spec.simulate_loop(e, nonlinearity, x0, us, xp=jnp)[1]))
 
-    assert "custom_vjp_call" in str(jax.make_jaxpr(custom)(e))
-    assert "custom_vjp_call" not in str(jax.make_jaxpr(plain)(e))
+    assert "name=ren_equilibrium" in str(jax.make_jaxpr(custom)(e))
+    assert "name=ren_equilibrium" not in str(jax.make_jaxpr(plain)(e))
     g_custom, g_plain = jax.jit(lambda e: (jax.grad(custom)(e), jax.grad(plain)(e)),
                                 compiler_options=FAST)(e)
     for name, value in g_plain._asdict().items():

@@ -176,7 +176,7 @@ def test_random_sizes_match_numpy_under_jit(family, sizes, hidden, activation, s
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_gradient_matches_numpy_finite_differences(family):
-    """jax.grad (through lax.scan and the REN's custom_vjp) against central differences of the
+    """jax.grad (through lax.scan and the REN's custom_jvp) against central differences of the
     NumPy model's loss along a random direction in parameter space."""
     k = case(family)
     assert type(k.grads) is type(k.model) and k.grads.config == k.model.config
@@ -355,7 +355,7 @@ def _dots(text: str) -> tuple[int, int]:
 
 @pytest.mark.parametrize("family", ["GeneralREN", "LipschitzR2DN", "LBDN"])
 def test_every_matmul_is_full_precision_in_forward_and_backward(family):
-    """The jaxpr of jax.grad(loss) (forward, lax.scan body, custom_vjp backward) has only
+    """The jaxpr of jax.grad(loss) (forward, lax.scan body, custom_jvp transposed) has only
     HIGHEST-precision matmuls, and so does the HLO handed to the compiler."""
     k = case(family)
 

@@ -1,10 +1,11 @@
 """What the JAX backend runs, with no maths of its own: the time loop under ``lax.scan``, the REN
-equilibrium's custom gradient, and the matmul precision of every model computation.
+equilibrium's custom derivative, and the matmul precision of every model computation.
 
 Every formula comes from :mod:`r2dn._spec`: the loop body is ``_spec.cell``, the input terms are
 ``_spec.input_terms`` (one product before the loop), the outputs ``_spec.outputs`` (one product
-after it), the REN equilibrium is ``_spec.equilibrium`` and its reverse-mode derivative
-``_spec.equilibrium_vjp``. This module only registers them with JAX.
+after it), the REN equilibrium is ``_spec.equilibrium`` and its forward-mode derivative
+``_spec.equilibrium_jvp`` (JAX transposes it for reverse mode). This module only registers them
+with JAX and drives the spec's loops with ``lax.scan``.
 """
 
 from __future__ import annotations
@@ -87,15 +88,24 @@ def _slopes(act: _spec.Activation, v: Any) -> tuple[Any, Any]:
     return w, act.deriv(v, w)
 
 
-@functools.lru_cache(maxsize=None)
-def equilibrium_layer(activation: str | Callable[[Any], Any]) -> Callable[[Any, Any], Any]:
-    """The REN equilibrium ``(D11, b) -> w`` with ``w = sigma(D11 w + b)``, as a ``jax.custom_vjp``.
+def lax_scan(step: Callable[[Any, tuple], Any], carry: Any, xs: tuple, reverse: bool = False) -> Any:
+    """:data:`r2dn._spec.equilibrium.Scan` as ``lax.scan``: the spec's loop over blocks of neurons
+    traces one block step, whatever nv is (and transposes to a reversed scan)."""
+    return lax.scan(lambda c, x: (step(c, x), None), carry, xs, reverse=reverse)[0]
 
-    The forward pass is ``_spec.equilibrium`` (nv steps of forward substitution). The backward
-    pass is ``_spec.equilibrium_vjp``: the implicit-function theorem gives the cotangents with one
-    triangular back-substitution of nv steps, instead of differentiating through the forward loop.
-    sigma' comes from the spec for the named activations and from ``jax.jvp`` for a user callable
-    (which must act elementwise).
+
+@functools.lru_cache(maxsize=None)
+def equilibrium_layer(activation: str | Callable[[Any], Any]) -> Callable[..., Any]:
+    """The REN equilibrium ``(D11, b, plan=None) -> w`` with ``w = sigma(D11 w + b)``, as a
+    ``jax.custom_jvp``.
+
+    The forward pass is ``_spec.equilibrium`` with its loop over blocks of neurons under
+    ``lax.scan``. The tangent rule is ``_spec.equilibrium_jvp``, the implicit-function theorem:
+    ``dw = (I - J L)^-1 J (dL w + db)``, one forward substitution, linear in the tangents; JAX
+    transposes it for reverse mode into the back substitution (a reversed ``lax.scan``), so
+    ``jax.grad``, ``jax.jvp``, ``jax.jacfwd`` and ``jax.hessian`` all work, and nothing
+    differentiates the nv forward steps one by one. sigma' comes from the spec for the named
+    activations and from ``jax.jvp`` for a user callable (which must act elementwise).
 
     Parameters
     ----------
@@ -105,32 +115,30 @@ def equilibrium_layer(activation: str | Callable[[Any], Any]) -> Callable[[Any, 
     Returns
     -------
     callable
-        ``layer(D11 (nv, nv), b (batch, nv)) -> w (batch, nv)``; D11 strictly lower triangular.
-        Reverse mode (``jax.grad``, ``jax.vjp``) only: forward mode (``jax.jvp``, ``jax.jacfwd``)
-        is not defined for a ``custom_vjp``.
+        ``layer(D11 (nv, nv), b (batch, nv), plan=None) -> w (batch, nv)``; D11 strictly lower
+        triangular, ``plan = _spec.substitution_plan(D11)`` (a rollout builds it once; built here
+        when not given). The tangents of ``plan`` are ignored: the rule takes every derivative in
+        D11 from D11's tangent.
     """
     act = _spec.activation(activation, xp=jnp)
 
-    @jax.custom_vjp
-    def layer(D11, b):
-        return _spec.equilibrium(D11, b, act, xp=jnp)
+    @jax.custom_jvp
+    def ren_equilibrium(D11, b, plan):
+        with full_precision():
+            return _spec.equilibrium(D11, b, act, xp=jnp, plan=plan, scan=lax_scan)
 
-    def layer_fwd(D11, b):
-        slopes = []
-
-        def record(v):                   # the pre-activations the spec's loop feeds to sigma
-            w, s = _slopes(act, v)
-            slopes.append(s)
-            return w
-
+    @ren_equilibrium.defjvp
+    def ren_equilibrium_jvp(primals, tangents):
+        D11, b, plan = primals
+        dD11, db, _ = tangents
+        w = ren_equilibrium(D11, b, plan)
         with full_precision():           # traced when differentiated, maybe after the call
-            w = _spec.equilibrium(D11, b, _spec.Activation(record, act.deriv), xp=jnp)
-        return w, (D11, w, jnp.concat(slopes, axis=1))
+            _, slope = _slopes(act, w @ jnp.tril(D11, -1).T + b)
+            dw = _spec.equilibrium_jvp(D11, w, slope, dD11, db, xp=jnp, plan=plan, scan=lax_scan)
+        return w, dw
 
-    def layer_bwd(residuals, gw):
-        D11, w, slope = residuals
-        with full_precision():           # traced when transposed, after the forward pass
-            return _spec.equilibrium_vjp(D11, w, slope, gw, xp=jnp)
+    def equilibrium(D11, b, plan=None):
+        plan = _spec.substitution_plan(D11, xp=jnp) if plan is None else plan
+        return ren_equilibrium(D11, b, plan)
 
-    layer.defvjp(layer_fwd, layer_bwd)
-    return layer
+    return equilibrium

@@ -1,10 +1,22 @@
-"""The REN equilibrium as a ``torch.autograd.Function`` with an implicit-function gradient.
+"""The REN equilibrium as ``torch.autograd.Function``s with implicit-function derivatives.
 
-The forward pass is :func:`r2dn._spec.equilibrium` (nv steps of forward substitution, run without
-recording a graph); the backward pass is :func:`r2dn._spec.equilibrium_vjp` (one triangular
-back-substitution). This module only registers the pair with autograd, so the nv forward steps
-are never differentiated one by one (DESIGN §3.2). For a user-supplied activation, whose derivative
-the spec does not know, sigma'(v) comes from autograd on the activation alone.
+Three Functions register the maps of :mod:`r2dn._spec.equilibrium` with autograd:
+
+* :class:`Equilibrium`: ``w = sigma(D11 w + b)`` (forward substitution, run without recording a
+  graph), differentiated by the implicit-function theorem: reverse mode by one back substitution
+  (:func:`r2dn._spec.equilibrium_vjp`), forward mode by one forward substitution
+  (:func:`r2dn._spec.equilibrium_jvp`). The nv forward steps are never differentiated one by one
+  (DESIGN §3.2).
+* :class:`LowerSolve` ``(I - J L)^-1 s`` and :class:`UpperSolve` ``(I - L^T J)^-1 c``: the linear
+  substitutions those rules use, each the other's transpose. The backward passes are written with
+  these Functions, so they are themselves differentiable: double backward (Hessian-vector
+  products) and ``torch.func.jvp`` / ``jacfwd`` / ``hessian`` compose to any order.
+
+All three set ``generate_vmap_rule``, so ``torch.func.vmap`` batches them. The substitution plan
+(D11 cut into blocks, :func:`r2dn._spec.substitution_plan`) is built once per rollout and passed
+along as extra tensor arguments that get no gradient: every derivative with respect to D11 comes
+from the formulas, never through the plan. For a user-supplied activation, whose derivative the spec does not know, sigma'(v) comes
+from ``torch.func.jvp`` of the activation (itself differentiable).
 """
 
 from __future__ import annotations
@@ -14,7 +26,6 @@ from typing import Any
 
 import array_api_compat.torch as xp_torch
 import torch
-from torch.autograd.function import once_differentiable
 
 from r2dn import _spec
 
@@ -22,74 +33,161 @@ from r2dn import _spec
 def activation_slope(act: _spec.Activation, v: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """``sigma'(v)`` elementwise, ``v``, ``w = sigma(v)`` of shape (batch, nv) -> (batch, nv).
 
-    Uses the spec's derivative of a named activation, or autograd on ``act.fn`` for a user
-    callable (which must act elementwise, as a slope-restricted activation does).
+    Uses the spec's derivative of a named activation, or ``torch.func.jvp`` of ``act.fn`` for a
+    user callable (which must act elementwise, as a slope-restricted activation does). Either is
+    differentiable in ``v`` and ``w``.
     """
     if act.deriv is not None:
         return act.deriv(v, w)
-    with torch.enable_grad():
-        vv = v.detach().requires_grad_(True)
-        out = act.fn(vv)
-        (slope,) = torch.autograd.grad(out, vv, torch.ones_like(out))
-    return slope
+    return torch.func.jvp(act.fn, (v,), (torch.ones_like(v),))[1]
+
+
+def _tril(x: torch.Tensor) -> torch.Tensor:
+    return torch.tril(x, -1)
+
+
+#: the plan's tensors get no gradient: every derivative in D11 comes from the formulas
+_NO_PLAN_GRADS = (None,) * len(_spec.SubstitutionPlan._fields)
+
+
+class LowerSolve(torch.autograd.Function):
+    """``y = (I - diag(J) L)^-1 s`` per row, L = tril(D11, -1): :func:`r2dn._spec.lower_solve`.
+
+    ``LowerSolve.apply(D11, J, s, *plan)``; D11 (nv, nv), J and s (batch, nv), ``plan`` the
+    :class:`r2dn._spec.SubstitutionPlan` of D11 (its tensors get no gradient). Differentiable in D11, J and s to
+    any order (its derivatives are :class:`LowerSolve` and :class:`UpperSolve` again).
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(D11, J, s, *plan):
+        return _spec.lower_solve(D11, J, s, xp=xp_torch, plan=_spec.SubstitutionPlan(*plan))
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple, output: torch.Tensor) -> None:
+        D11, J = inputs[:2]
+        ctx.plan = _spec.SubstitutionPlan(*inputs[3:])
+        ctx.save_for_backward(D11, J, output)
+        ctx.save_for_forward(D11, J, output)
+
+    @staticmethod
+    def backward(ctx: Any, gy: torch.Tensor):
+        D11, J, y = ctx.saved_tensors
+        z = UpperSolve.apply(D11, J, gy, *ctx.plan)
+        # y = s + J (L y): d y = (I - J L)^-1 (ds + dJ (L y) + J (dL y))
+        return (_tril((J * z).T @ y), z * (y @ _tril(D11).T), z) + _NO_PLAN_GRADS
+
+    @staticmethod
+    def jvp(ctx: Any, dD11, dJ, ds, *_dplan):
+        D11, J, y = ctx.saved_tensors
+        rhs = _zero_if_none(ds, y)
+        if dJ is not None:
+            rhs = rhs + dJ * (y @ _tril(D11).T)
+        if dD11 is not None:
+            rhs = rhs + J * (y @ _tril(dD11).T)
+        return _spec.lower_solve(D11, J, rhs, xp=xp_torch, plan=ctx.plan)
+
+
+class UpperSolve(torch.autograd.Function):
+    """``z = (I - L^T diag(J))^-1 c`` per row: :func:`r2dn._spec.upper_solve`, the transpose of
+    :class:`LowerSolve` in its last argument. ``UpperSolve.apply(D11, J, c, *plan)``."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(D11, J, c, *plan):
+        return _spec.upper_solve(D11, J, c, xp=xp_torch, plan=_spec.SubstitutionPlan(*plan))
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple, output: torch.Tensor) -> None:
+        D11, J = inputs[:2]
+        ctx.plan = _spec.SubstitutionPlan(*inputs[3:])
+        ctx.save_for_backward(D11, J, output)
+        ctx.save_for_forward(D11, J, output)
+
+    @staticmethod
+    def backward(ctx: Any, gz: torch.Tensor):
+        D11, J, z = ctx.saved_tensors
+        q = LowerSolve.apply(D11, J, gz, *ctx.plan)
+        # z = c + L^T (J z): dz = (I - L^T J)^-1 (dc + dL^T (J z) + L^T (dJ z))
+        return (_tril((J * z).T @ q), z * (q @ _tril(D11).T), q) + _NO_PLAN_GRADS
+
+    @staticmethod
+    def jvp(ctx: Any, dD11, dJ, dc, *_dplan):
+        D11, J, z = ctx.saved_tensors
+        rhs = _zero_if_none(dc, z)
+        if dJ is not None:
+            rhs = rhs + (dJ * z) @ _tril(D11)
+        if dD11 is not None:
+            rhs = rhs + (J * z) @ _tril(dD11)
+        return _spec.upper_solve(D11, J, rhs, xp=xp_torch, plan=ctx.plan)
+
+
+def _zero_if_none(t: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+    return torch.zeros_like(like) if t is None else t
 
 
 class Equilibrium(torch.autograd.Function):
-    """``w = sigma(D11 w + b)`` for strictly lower-triangular ``D11``, with an implicit gradient.
+    """``w = sigma(D11 w + b)`` for strictly lower-triangular ``D11``, with implicit derivatives.
 
-    ``Equilibrium.apply(D11, b, act)`` returns ``(w, v)``: the equilibrium ``w`` (batch, nv) and the
-    pre-activations ``v = D11 w + b`` that the forward substitution visited (not differentiable).
+    ``Equilibrium.apply(D11, b, act, *plan)`` returns the equilibrium ``w`` (batch, nv).
 
     Parameters
     ----------
     D11 : torch.Tensor (nv, nv)   strictly lower triangular (the upper part is never read)
     b : torch.Tensor (batch, nv)  the input terms ``C1 x + D12 u + bv``
     act : r2dn._spec.Activation   the slope-restricted activation
+    *plan : torch.Tensor  the :class:`r2dn._spec.SubstitutionPlan` of D11 (no gradient flows
+        through it; built once per rollout)
 
     Notes
     -----
-    The backward pass is :func:`r2dn._spec.equilibrium_vjp` with ``sigma'(v)`` from
-    :func:`activation_slope`; it is once differentiable (double backward raises), which is what
-    first-order training needs.
+    With v = D11 w + b and J = sigma'(v), reverse mode is ``g_b = J (I - L^T J)^-1 g_w``,
+    ``g_D11 = tril(g_b^T w, -1)`` (:class:`UpperSolve`) and forward mode
+    ``dw = (I - J L)^-1 J (dL w + db)`` (:func:`r2dn._spec.equilibrium_jvp`). The backward pass
+    recomputes v and J from the differentiable output w, so it is differentiable again.
     """
 
-    @staticmethod
-    def forward(D11: torch.Tensor, b: torch.Tensor, act: _spec.Activation):
-        visited: list[torch.Tensor] = []
-
-        def recording(vi: torch.Tensor) -> torch.Tensor:
-            visited.append(vi)
-            return act.fn(vi)
-
-        w = _spec.equilibrium(D11, b, _spec.Activation(recording, act.deriv), xp=xp_torch)
-        return w, torch.cat(visited, dim=1)
+    generate_vmap_rule = True
 
     @staticmethod
-    def setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
-        D11, _, act = inputs
-        w, v = output
-        ctx.act = act
-        ctx.mark_non_differentiable(v)
-        ctx.save_for_backward(D11, v, w)
+    def forward(D11, b, act, *plan):
+        return _spec.equilibrium(D11, b, act, xp=xp_torch, plan=_spec.SubstitutionPlan(*plan))
 
     @staticmethod
-    @once_differentiable
-    def backward(ctx: Any, gw: torch.Tensor, _gv: torch.Tensor):
-        D11, v, w = ctx.saved_tensors
-        slope = activation_slope(ctx.act, v, w)
-        gD11, gb = _spec.equilibrium_vjp(D11, w, slope, gw, xp=xp_torch)
-        return (gD11 if ctx.needs_input_grad[0] else None,
-                gb if ctx.needs_input_grad[1] else None, None)
+    def setup_context(ctx: Any, inputs: tuple, output: torch.Tensor) -> None:
+        D11, b, act = inputs[:3]
+        ctx.act, ctx.plan = act, _spec.SubstitutionPlan(*inputs[3:])
+        ctx.save_for_backward(D11, b, output)
+        ctx.save_for_forward(D11, b, output)
+
+    @staticmethod
+    def backward(ctx: Any, gw: torch.Tensor):
+        D11, b, w = ctx.saved_tensors
+        slope = activation_slope(ctx.act, w @ _tril(D11).T + b, w)
+        gb = slope * UpperSolve.apply(D11, slope, gw, *ctx.plan)
+        return (_tril(gb.T @ w), gb, None) + _NO_PLAN_GRADS
+
+    @staticmethod
+    def jvp(ctx: Any, dD11, db, _dact, *_dplan):
+        D11, b, w = ctx.saved_tensors
+        slope = activation_slope(ctx.act, w @ _tril(D11).T + b, w)
+        return _spec.equilibrium_jvp(D11, w, slope, _zero_if_none(dD11, D11),
+                                     _zero_if_none(db, b), xp=xp_torch, plan=ctx.plan)
 
 
-def implicit_equilibrium(
-        act: _spec.Activation) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """The REN models' equilibrium hook ``(D11 (nv, nv), b (batch, nv)) -> w (batch, nv)``.
+def implicit_equilibrium(act: _spec.Activation) -> Callable[..., torch.Tensor]:
+    """The REN models' equilibrium hook ``(D11 (nv, nv), b (batch, nv), plan=None) -> w``.
 
     Differentiable in ``D11`` and ``b`` by the implicit-function theorem (:class:`Equilibrium`).
+    ``plan`` is :func:`r2dn._spec.substitution_plan` of D11, which a rollout builds once
+    (:func:`r2dn._spec.nonlinearity`); it is built here when not given.
     """
 
-    def equilibrium(D11: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return Equilibrium.apply(D11, b, act)[0]
+    def equilibrium(D11: torch.Tensor, b: torch.Tensor,
+                    plan: _spec.SubstitutionPlan | None = None) -> torch.Tensor:
+        plan = _spec.substitution_plan(D11, xp=xp_torch) if plan is None else plan
+        return Equilibrium.apply(D11, b, act, *plan)
 
     return equilibrium

@@ -18,13 +18,16 @@ from .activations import Activation, activation
 from .lbdn import LBDNExplicit, SandwichExplicit, lbdn_apply, lbdn_explicit, lbdn_fuse, \
     sandwich_apply, sandwich_explicit
 from .r2dn import R2DNExplicit, r2dn_explicit
-from .ren import RENExplicit, equilibrium, equilibrium_vjp, ren_explicit
+from .equilibrium import SubstitutionPlan, equilibrium, equilibrium_jvp, equilibrium_vjp, \
+    lower_solve, python_scan, substitution_plan, upper_solve
+from .ren import RENExplicit, ren_explicit
 from .rollout import cell, input_terms, outputs, simulate_loop
 
 __all__ = [
     "Activation", "LBDNExplicit", "R2DNExplicit", "RENExplicit", "SandwichExplicit", "activation",
-    "cell", "direct_to_explicit", "equilibrium", "equilibrium_vjp", "feedforward",
-    "flatten_explicit", "input_terms", "nonlinearity", "outputs", "simulate_loop",
+    "SubstitutionPlan", "cell", "direct_to_explicit", "equilibrium", "equilibrium_jvp",
+    "equilibrium_vjp", "feedforward", "flatten_explicit", "input_terms", "lower_solve",
+    "nonlinearity", "outputs", "python_scan", "simulate_loop", "substitution_plan", "upper_solve",
 ]
 
 
@@ -42,16 +45,18 @@ def direct_to_explicit(direct: Mapping[str, Array], cfg: ModelConfig, *, xp: Nam
 
 
 def nonlinearity(e: Any, act: Activation, *, xp: Namespace,
-                 solver: Callable[[Array, Array], Array] | None = None) -> Callable[[Array], Array]:
+                 solver: Callable[..., Array] | None = None) -> Callable[[Array], Array]:
     """``v -> w`` of a recurrent model, prepared once per call.
 
-    REN: the equilibrium ``w = sigma(D11 w + v)``, by ``solver(D11, v)`` when a backend registers a
-    custom-gradient version, else by forward substitution. R2DN: the fused LBDN.
+    REN: the equilibrium ``w = sigma(D11 w + v)``, by ``solver(D11, v, plan)`` when a backend
+    registers a custom-derivative version, else by forward substitution; ``plan`` (D11 cut into
+    blocks, :func:`substitution_plan`) is built once here, outside the time loop. R2DN: the fused LBDN.
     """
     if isinstance(e, RENExplicit):
+        plan = substitution_plan(e.D11, xp=xp)             # D11-only work, once per rollout
         if solver is not None:
-            return lambda v: solver(e.D11, v)
-        return lambda v: equilibrium(e.D11, v, act, xp=xp)
+            return lambda v: solver(e.D11, v, plan)
+        return lambda v: equilibrium(e.D11, v, act, xp=xp, plan=plan)
     fused = lbdn_fuse(e.network)
     return lambda v: lbdn_apply(fused, v, act)
 

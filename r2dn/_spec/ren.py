@@ -15,7 +15,6 @@ from typing import NamedTuple
 from ..compat import PASSIVE_D22_JULIA, PRESETS
 from ..config import ModelConfig
 from ._xp import Array, Namespace, as_array, eye_like, gram, solve, zeros_like_shape
-from .activations import Activation
 from .supply import supply_factors
 
 
@@ -145,70 +144,3 @@ def ren_explicit(direct: Mapping[str, Array], cfg: ModelConfig, *, xp: Namespace
         C1=CD[:, :nx], D11=CD[:, nx:nx + nv], D12=CD[:, nx + nv:],
         C2=C2, D21=D21, D22=D22, bx=direct["bx"], bv=direct["bv"], by=by,
         E=E, P=P, Lambda=Lambda)
-
-
-#: neurons per block of the equilibrium's forward and back substitution (see :func:`equilibrium`)
-EQUILIBRIUM_BLOCK = 16
-
-
-def equilibrium(D11: Array, b: Array, act: Activation, *, xp: Namespace,
-                block: int = EQUILIBRIUM_BLOCK) -> Array:
-    """Solve ``w = sigma(D11 w + b)`` for strictly lower-triangular D11 by forward substitution.
-
-    b (batch, nv) -> w (batch, nv). The neurons go in blocks of ``block``: one product adds every
-    finished block's contribution to the next block's pre-activations, then the block is solved
-    neuron by neuron on (batch, block) arrays, each neuron adding its contribution to the neurons
-    after it in the block. ``act.fn`` is called once per neuron, in order, on its final
-    pre-activation, a (batch, 1) column. The result is the neuron-by-neuron solution up to the
-    summation order; the blocks make each eager step act on small arrays and halve the time of
-    an eager framework's nv-step loop at nv = 200. No in-place writes.
-    """
-    nv = D11.shape[0]
-    done: list[Array] = []                        # solved blocks, (batch, k) each
-    for s in range(0, nv, block):
-        e = min(s + block, nv)
-        v = b[:, s:e]
-        if s:
-            v = v + xp.concat(done, axis=1) @ D11[s:e, :s].T
-        rows = xp.unstack(D11[s:e, s:e].T, axis=0)  # row i: neuron s+i's weight on the block
-        ws = []
-        for i in range(e - s):
-            wi = act.fn(v[:, i:i + 1])
-            ws.append(wi)
-            if i + 1 < e - s:
-                v = v + wi * rows[i]
-        done.append(xp.concat(ws, axis=1))
-    return xp.concat(done, axis=1)
-
-
-def equilibrium_vjp(D11: Array, w: Array, slope: Array, gw: Array, *, xp: Namespace,
-                    block: int = EQUILIBRIUM_BLOCK) -> tuple[Array, Array]:
-    """Reverse-mode derivative of :func:`equilibrium` by the implicit-function theorem.
-
-    With J = diag(sigma'(v)), dw = (I - J D11)^-1 J db, so the cotangent of b is
-    ``g_b = J (I - D11^T J)^-1 g_w``: one triangular back substitution (in blocks of ``block``
-    neurons, last block first, as :func:`equilibrium`) instead of differentiating through the
-    forward loop. Returns ``(g_D11, g_b)`` with g_D11 = tril(g_b^T w, -1) (the forward map reads
-    only the strictly lower triangle of D11).
-
-    D11 (nv, nv), w, slope, gw (batch, nv).
-    """
-    nv = D11.shape[0]
-    acc = gw                                      # cotangents of w not yet passed back
-    done: list[Array] = []                        # g_b of the solved blocks, last block first
-    for s in reversed(range(0, nv, block)):
-        e = min(s + block, nv)
-        a = acc[:, s:e]
-        rows = xp.unstack(D11[s:e, s:e], axis=0)  # row i: what neuron s+i feeds in the block
-        gs = []
-        for i in range(e - s - 1, -1, -1):
-            gi = slope[:, s + i:s + i + 1] * a[:, i:i + 1]   # neuron s+i is complete: its g_b
-            gs.append(gi)
-            if i:
-                a = a + gi * rows[i]
-        g = xp.concat(gs[::-1], axis=1)
-        done.append(g)
-        if s:
-            acc = acc[:, :s] + g @ D11[s:e, :s]
-    gb = xp.concat(done[::-1], axis=1)
-    return xp.tril(gb.T @ w, k=-1), gb

@@ -1,0 +1,198 @@
+"""The REN equilibrium ``w = sigma(D11 w + b)`` (D11 strictly lower triangular) and its exact
+derivatives, for any array namespace. DESIGN §3.2.
+
+Everything here is one algorithm, triangular substitution in blocks of :data:`BLOCK` neurons,
+applied to three maps (``L`` is the strictly lower triangle of D11, ``J = diag(sigma'(v))``):
+
+* :func:`equilibrium`: ``w = sigma(L w + b)``, the nonlinear forward substitution;
+* :func:`lower_solve`: ``y = (I - J L)^-1 s``, the same substitution with a linear map per neuron:
+  the forward-mode (tangent) rule of the equilibrium, :func:`equilibrium_jvp`;
+* :func:`upper_solve`: ``z = (I - L^T J)^-1 c``, its transpose (back substitution, last block
+  first): the reverse-mode rule, :func:`equilibrium_vjp`.
+
+A block step takes a fixed number of operations whatever ``nv`` is: one product brings every
+solved block's contribution to the block's pre-activations, the block's ``BLOCK`` neurons are
+solved one by one on (batch, BLOCK) columns, and one product writes the block back. Blocks are
+stacked along a leading axis (:func:`substitution_plan`, which depends on D11 only and can be
+built once per rollout), so the loop over blocks is a ``scan``: a Python loop by default
+(:func:`python_scan`), ``jax.lax.scan`` in the JAX backend, which then traces one block step
+whatever ``nv`` is. Every read and write of a block is a product with a one-hot selection matrix,
+never an in-place update or an index that depends on the loop counter, so each map is linear in
+its linear inputs and every framework can differentiate, transpose and batch it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from ._xp import Array, Namespace, eye_like, zeros_like_shape
+from .activations import Activation
+
+#: neurons per block of the substitutions
+BLOCK = 16
+
+#: ``scan(step, carry, xs, reverse) -> carry``: ``carry = step(carry, x)`` for each slice ``x`` of
+#: the stacked arrays ``xs`` along their first axis (last first when ``reverse``)
+Scan = Callable[[Callable[[Any, tuple], Any], Any, tuple, bool], Any]
+
+
+class SubstitutionPlan(NamedTuple):
+    """D11 cut into blocks for the substitutions; K = ceil(nv / block), nvp = K * block.
+
+    ``rows`` (K, block, nvp): the rows of the zero-padded strict lower triangle L belonging to
+    each block; ``cols`` (K, nvp, block): its columns; ``diag`` (K, block, block): the diagonal
+    blocks; ``select`` (K, block, nvp): one-hot, ``x @ select[k].T`` reads block k of a padded
+    (batch, nvp) array and ``y @ select[k]`` writes a (batch, block) array there.
+    """
+
+    L: Array
+    rows: Array
+    cols: Array
+    diag: Array
+    select: Array
+
+
+def python_scan(step: Callable[[Any, tuple], Any], carry: Any, xs: tuple,
+                reverse: bool = False) -> Any:
+    """The default :data:`Scan`: a Python loop over the leading axis of ``xs``."""
+    n = xs[0].shape[0]
+    for k in (range(n - 1, -1, -1) if reverse else range(n)):
+        carry = step(carry, tuple(x[k, ...] for x in xs))
+    return carry
+
+
+def substitution_plan(D11: Array, *, xp: Namespace, block: int = BLOCK) -> SubstitutionPlan:
+    """The D11-only work of the substitutions, done once (see :class:`SubstitutionPlan`).
+
+    K = ceil(nv / block) blocks of ceil(nv / K) neurons each (nv is padded by fewer than K
+    neurons, none when nv is at most ``block``).
+    """
+    nv = D11.shape[0]
+    K = -(-nv // block)
+    block = -(-nv // K)
+    nvp = K * block
+    L = xp.tril(D11, k=-1)
+    if nvp > nv:
+        L = xp.concat([L, zeros_like_shape((nv, nvp - nv), L, xp=xp)], axis=1)
+        L = xp.concat([L, zeros_like_shape((nvp - nv, nvp), L, xp=xp)], axis=0)
+    rows = xp.reshape(L, (K, block, nvp))
+    select = xp.reshape(eye_like(nvp, L, xp=xp), (K, block, nvp))
+    selectT = xp.permute_dims(select, (0, 2, 1))
+    return SubstitutionPlan(L=L, rows=rows, cols=L @ selectT, diag=rows @ selectT, select=select)
+
+
+def _pad(x: Array, nvp: int, *, xp: Namespace) -> Array:
+    """(batch, nv) -> (batch, nvp) with zero columns appended."""
+    if x.shape[1] == nvp:
+        return x
+    return xp.concat([x, zeros_like_shape((x.shape[0], nvp - x.shape[1]), x, xp=xp)], axis=1)
+
+
+def _columns(x: Array) -> tuple[Array, ...]:
+    """(batch, n) -> n columns (batch, 1), by slicing (which every batching transform supports;
+    torch.func.vmap has no rule for the moveaxis of array-api-compat's ``unstack``)."""
+    return tuple(x[:, i:i + 1] for i in range(x.shape[1]))
+
+
+def _substitute(plan: SubstitutionPlan, offset: Array | None, inputs: tuple[Array, ...],
+                neuron: Callable[[Array, tuple[Array, ...]], Array], *, xp: Namespace,
+                scan: Scan, reverse: bool) -> Array:
+    """The blocked substitution shared by the three maps; returns the padded (batch, nvp) result.
+
+    Forward (``reverse=False``): ``y_i = neuron(offset_i + (L y)_i, inputs_i)``, first neuron
+    first. Reverse: the same with ``L^T``, last neuron first. ``offset`` (or None) and ``inputs``
+    are padded (batch, nvp) arrays; ``neuron`` maps (batch, 1) columns to a (batch, 1) column.
+    """
+    nvp = plan.L.shape[0]
+    B = plan.select.shape[1]
+    order = range(B - 1, -1, -1) if reverse else range(B)
+
+    def step(Y, blk):
+        panel, diag, select = blk
+        a = Y @ panel if reverse else Y @ panel.T      # what the solved blocks feed this block
+        if offset is not None:
+            a = a + offset @ select.T
+        ins = list(zip(*(_columns(x @ select.T) for x in inputs))) or [()] * B
+        feeds = diag if reverse else diag.T              # row i: neuron i's feed to the block
+        ys = [None] * B
+        for i in order:
+            yi = neuron(a[:, i:i + 1], ins[i])
+            ys[i] = yi
+            if i != order[-1]:
+                a = a + yi * feeds[i]
+        return Y + xp.concat(ys, axis=1) @ select
+
+    Y0 = zeros_like_shape(((inputs or (offset,))[0].shape[0], nvp), plan.L, xp=xp)
+    panels = plan.cols if reverse else plan.rows
+    return scan(step, Y0, (panels, plan.diag, plan.select), reverse)
+
+
+def equilibrium(D11: Array, b: Array, act: Activation, *, xp: Namespace,
+                plan: SubstitutionPlan | None = None, scan: Scan = python_scan) -> Array:
+    """Solve ``w = sigma(D11 w + b)`` for strictly lower-triangular D11 by forward substitution.
+
+    b (batch, nv) -> w (batch, nv); only the strict lower triangle of D11 is read. ``act.fn`` acts
+    on one neuron's (batch, 1) pre-activation at a time, in order. ``plan`` is
+    :func:`substitution_plan` of D11 (built here when not given); ``scan`` drives the loop over
+    blocks. No in-place writes.
+    """
+    plan = substitution_plan(D11, xp=xp) if plan is None else plan
+    nv = b.shape[1]
+    bp = _pad(b, plan.L.shape[0], xp=xp)
+    w = _substitute(plan, bp, (), lambda a, ins: act.fn(a), xp=xp, scan=scan, reverse=False)
+    return w[:, :nv]
+
+
+def lower_solve(D11: Array, J: Array, s: Array, *, xp: Namespace,
+                plan: SubstitutionPlan | None = None, scan: Scan = python_scan) -> Array:
+    """``y = (I - diag(J) L)^-1 s`` row by row, L the strict lower triangle of D11.
+
+    J, s (batch, nv) -> y (batch, nv): ``y_i = s_i + J_i (L y)_i``, a forward substitution.
+    Linear in ``s``; its transpose in ``s`` is :func:`upper_solve`.
+    """
+    plan = substitution_plan(D11, xp=xp) if plan is None else plan
+    nvp, nv = plan.L.shape[0], s.shape[1]
+    y = _substitute(plan, None, (_pad(s, nvp, xp=xp), _pad(J, nvp, xp=xp)),
+                    lambda a, ins: ins[0] + ins[1] * a, xp=xp, scan=scan, reverse=False)
+    return y[:, :nv]
+
+
+def upper_solve(D11: Array, J: Array, c: Array, *, xp: Namespace,
+                plan: SubstitutionPlan | None = None, scan: Scan = python_scan) -> Array:
+    """``z = (I - L^T diag(J))^-1 c`` row by row: the transpose of :func:`lower_solve` in ``s``.
+
+    J, c (batch, nv) -> z (batch, nv): ``z = c + L^T g`` with ``g = J z``, found by back
+    substitution on g (last neuron first), then one product.
+    """
+    plan = substitution_plan(D11, xp=xp) if plan is None else plan
+    nvp, nv = plan.L.shape[0], c.shape[1]
+    cp = _pad(c, nvp, xp=xp)
+    g = _substitute(plan, cp, (_pad(J, nvp, xp=xp),), lambda a, ins: ins[0] * a,
+                    xp=xp, scan=scan, reverse=True)
+    return (cp + g @ plan.L)[:, :nv]
+
+
+def equilibrium_jvp(D11: Array, w: Array, slope: Array, dD11: Array, db: Array, *,
+                    xp: Namespace, plan: SubstitutionPlan | None = None,
+                    scan: Scan = python_scan) -> Array:
+    """Forward-mode derivative of :func:`equilibrium` by the implicit-function theorem.
+
+    With J = diag(sigma'(v)) (``slope``, batch x nv) and L, dL the strict lower triangles of D11
+    and dD11: ``dw = (I - J L)^-1 J (dL w + db)``, one :func:`lower_solve`. Linear in (dD11, db).
+    """
+    rhs = slope * (w @ xp.tril(dD11, k=-1).T + db)
+    return lower_solve(D11, slope, rhs, xp=xp, plan=plan, scan=scan)
+
+
+def equilibrium_vjp(D11: Array, w: Array, slope: Array, gw: Array, *, xp: Namespace,
+                    plan: SubstitutionPlan | None = None,
+                    scan: Scan = python_scan) -> tuple[Array, Array]:
+    """Reverse-mode derivative of :func:`equilibrium` by the implicit-function theorem.
+
+    The transpose of :func:`equilibrium_jvp`: ``g_b = J (I - L^T J)^-1 g_w`` (one
+    :func:`upper_solve`) and ``g_D11 = tril(g_b^T w, -1)`` (the forward map reads only the strict
+    lower triangle of D11). Returns ``(g_D11, g_b)``; D11 (nv, nv), w, slope, gw (batch, nv).
+    """
+    gb = slope * upper_solve(D11, slope, gw, xp=xp, plan=plan, scan=scan)
+    return xp.tril(gb.T @ w, k=-1), gb
