@@ -3,7 +3,7 @@
 A backend supplies a base class that owns the parameters (it must define ``_direct_arrays()``,
 the namespace ``_xp`` and ``__init__(self, config, direct=None)``), dtype and device, and may
 override the hooks ``_check_device``, ``_rollout`` and ``_solver``. The base comes first in each
-class's MRO; these mixins add the public API of DESIGN §2 behind it, calling :mod:`r2dn._spec` for
+class's MRO; these mixins add the public API (docs/getting-started.md#model-api) behind it, calling :mod:`r2dn._spec` for
 every formula, so no backend holds any maths. ``forward`` does the work and ``__call__`` calls it
 (a ``torch.nn.Module`` base supplies its own ``__call__``, which calls the same ``forward``).
 """
@@ -11,6 +11,7 @@ every formula, so no backend holds any maths. ``forward`` does the work and ``__
 from __future__ import annotations
 
 import inspect
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -28,10 +29,85 @@ def dtype_name(x: Any) -> str:
 
 
 def to_numpy(x: Any) -> np.ndarray:
-    """Any backend's array as a NumPy array (torch tensors are detached and moved to the CPU)."""
+    """Any backend's array as a NumPy array.
+
+    Torch tensors are detached and moved to the CPU; JAX and array-api arrays are copied to the
+    host. Use it to compare or plot outputs of any backend.
+
+    Parameters
+    ----------
+    x : array
+        A NumPy array, ``torch.Tensor``, JAX array or any object ``numpy.asarray`` accepts.
+
+    Returns
+    -------
+    numpy.ndarray
+        The same values, same shape and dtype.
+
+    Examples
+    --------
+    >>> import r2dn, r2dn.numpy as rn
+    >>> model = rn.LBDN(2, (4,), 1, gamma=1.0)
+    >>> r2dn.to_numpy(model(r2dn.to_numpy([[0.5, -0.5]]))).shape
+    (1, 1)
+    """
     if hasattr(x, "detach"):
         x = x.detach().cpu()
     return np.asarray(x)
+
+
+class check_finite_inputs:
+    """Check every model input for NaN and infinity (off by default).
+
+    By default a non-finite input propagates to the outputs as IEEE arithmetic dictates: checking
+    would cost a reduction and, on a GPU, a device synchronisation per call. When the check is on,
+    ``model(x, u)``, ``model(u)`` and ``model.simulate(x0, us)`` raise a ``ValueError`` naming the
+    argument that holds a NaN or an infinity. When it is off, it costs one boolean test per call.
+    Inside ``jax.jit`` the inputs are abstract and cannot be checked; use
+    ``jax.config.update("jax_debug_nans", True)`` there.
+
+    Calling it sets the check for the whole process; used as a context manager it restores the
+    previous setting on exit.
+
+    Parameters
+    ----------
+    enabled : bool, default True
+        Turn the check on (``True``) or off (``False``).
+
+    Examples
+    --------
+    >>> import numpy as np, r2dn, r2dn.numpy as rn
+    >>> model = rn.ContractingREN(1, 2, 3, 1)
+    >>> with r2dn.check_finite_inputs():
+    ...     model(model.init_state(1), np.array([[np.nan]]))
+    Traceback (most recent call last):
+    ...
+    ValueError: ContractingREN.forward: `u` holds NaN or infinite values (r2dn.check_finite_inputs is on).
+    """
+
+    enabled = False
+
+    def __init__(self, enabled: bool = True) -> None:
+        if not isinstance(enabled, bool):
+            raise TypeError(f"check_finite_inputs: `enabled` must be a bool; got {enabled!r}.")
+        self._previous = check_finite_inputs.enabled
+        check_finite_inputs.enabled = enabled
+
+    def __enter__(self) -> "check_finite_inputs":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        check_finite_inputs.enabled = self._previous
+
+
+def _is_tracer(x: Any) -> bool:
+    jax = sys.modules.get("jax")
+    return jax is not None and isinstance(x, jax.core.Tracer)
+
+
+def _framework(x: Any) -> str:
+    """``"torch"``, ``"jax"``, ``"numpy"`` or the top-level module of ``x``'s type."""
+    return type(x).__module__.split(".", 1)[0].replace("jaxlib", "jax")
 
 
 def check_array(owner: str, name: str, x: Any, shape: tuple[Any, ...], dtype: str,
@@ -55,7 +131,7 @@ def check_array(owner: str, name: str, x: Any, shape: tuple[Any, ...], dtype: st
 
 
 class ModelMixin:
-    """API shared by every model of every backend (DESIGN §2)."""
+    """API shared by every model of every backend (docs/getting-started.md#model-api)."""
 
     config: ModelConfig
     _xp: Any
@@ -78,8 +154,36 @@ class ModelMixin:
         return _spec.activation(self.config.activation, xp=self._xp)
 
     def _check(self, method: str, name: str, x: Any, shape: tuple[Any, ...], text: str) -> None:
+        self._check_eager(method, name, x)
         check_array(f"{self.config.model}.{method}", name, x, shape, self.config.dtype, text)
         self._check_device(name, x)
+
+    def _check_eager(self, method: str, name: str, x: Any) -> None:
+        """The checks that need a concrete array: its framework and, when
+        :class:`check_finite_inputs` is on, its finiteness. Backends that compile call it before
+        tracing; on an abstract (traced) array it only checks the framework."""
+        owner = f"{self.config.model}.{method}"
+        self._check_framework(owner, name, x)
+        if check_finite_inputs.enabled and not _is_tracer(x) and hasattr(x, "shape") \
+                and not bool(self._xp.all(self._xp.isfinite(self._xp.asarray(x)))):
+            raise ValueError(f"{owner}: `{name}` holds NaN or infinite values "
+                             "(r2dn.check_finite_inputs is on).")
+
+    def _check_framework(self, owner: str, name: str, x: Any) -> None:
+        """Refuse another framework's arrays (the JAX backend also takes NumPy arrays)."""
+        backend = type(self).__module__.split(".")[1] if type(self).__module__.startswith("r2dn.") \
+            else None
+        got = _framework(x)
+        accepted = {"numpy": ("numpy",), "torch": ("torch",), "jax": ("jax", "numpy")}.get(backend)
+        if accepted is None or got in accepted or got not in ("numpy", "torch", "jax"):
+            return
+        kinds = {"numpy": "NumPy arrays", "torch": "torch tensors", "jax": "JAX or NumPy arrays"}
+        fix = {"numpy": f"r2dn.to_numpy({name})", "torch": f"torch.as_tensor({name})",
+               "jax": f"jax.numpy.asarray(r2dn.to_numpy({name}))"}
+        raise TypeError(
+            f"{owner}: `{name}` is a {type(x).__module__}.{type(x).__name__}, but this is an "
+            f"r2dn.{backend} model, which takes {kinds[backend]}. Convert the input "
+            f"({fix[backend]}) or the model (r2dn.{got}.convert(model)).")
 
     def __repr__(self) -> str:
         c = self.config
@@ -141,6 +245,13 @@ class FeedforwardMixin(ModelMixin):
         return _spec.feedforward(self.explicit(), self._activation())(u)
 
 
+def _plain(sig: inspect.Signature) -> str:
+    """A signature's parameters without annotations: ``nu, nx, *, abar=1.0``."""
+    empty = inspect.Parameter.empty
+    return str(sig.replace(parameters=[p.replace(annotation=empty) for p in sig.parameters.values()],
+                           return_annotation=empty))[1:-1]
+
+
 def family_classes(base: type, module: str, default_dtype: str,
                    extra_bases: tuple[type, ...] = ()) -> dict[str, type]:
     """One final class per catalogue entry: ``(base, mixin, *extra_bases)``.
@@ -155,14 +266,24 @@ def family_classes(base: type, module: str, default_dtype: str,
     for name, ctor in CONSTRUCTORS.items():
         mixin = FeedforwardMixin if name in FEEDFORWARD_FAMILIES else RecurrentMixin
 
-        def __init__(self, *args, _ctor=ctor, **kwargs):
+        sig = inspect.signature(ctor)
+        public = sig.replace(parameters=[p for p in sig.parameters.values()
+                                         if p.name != "default_dtype"], return_annotation=None)
+
+        def __init__(self, *args, _ctor=ctor, _name=name, _sig=public, **kwargs):
+            try:
+                _sig.bind(*args, **kwargs)
+            except TypeError as err:
+                raise TypeError(f"{_name}: {err}. The signature is {_name}({_plain(_sig)}); "
+                                f"see help(r2dn.numpy.{_name}).") from None
             base.__init__(self, _ctor(*args, default_dtype=default_dtype, **kwargs))
 
-        sig = inspect.signature(ctor)
+        __init__.__qualname__, __init__.__module__ = f"{name}.__init__", module
         params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY)]
-        params += [p for p in sig.parameters.values() if p.name != "default_dtype"]
+        params += list(public.parameters.values())
         __init__.__signature__ = sig.replace(parameters=params, return_annotation=None)
-        doc = (ctor.__doc__ or "") + f"\n\n``dtype=None`` means {default_dtype!r} in this backend."
+        doc = getattr(ctor, "__doc_template__", ctor.__doc__ or "").replace(
+            "{default_dtype}", repr(default_dtype))
         classes[name] = type(name, (base, mixin, *extra_bases), {"__init__": __init__, "__doc__": doc,
                                                   "__module__": module})
     return classes

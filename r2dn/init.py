@@ -15,8 +15,9 @@ from .config import R2DN_FAMILIES, ModelConfig
 #: long-memory init: F = abar (I - diag(LONG_MEMORY_SPREAD * U[0, 1))), so A is close to abar I.
 LONG_MEMORY_SPREAD = 0.05
 #: long-memory REN init: Lambda = (lambda_max(D11 + D11^T) / 2 + LONG_MEMORY_LAMBDA_MARGIN) I.
-#: DESIGN §3.2 says 1e-4; with nv = 1 (D11 = 0) that makes Lambda = 1e-4 and the explicit
-#: D12 = Lambda^-1 D12 about 1e4 times too large (ill-conditioned in float32), so we keep Lambda >= 1.
+#: A margin of 1e-4 would do for the guarantee, but with nv = 1 (D11 = 0) it makes Lambda = 1e-4
+#: and the explicit D12 = Lambda^-1 D12 about 1e4 times too large (ill-conditioned in float32), so
+#: we keep Lambda >= 1 (docs/math/ren.md#long-memory-init).
 LONG_MEMORY_LAMBDA_MARGIN = 1.0
 
 
