@@ -9,8 +9,12 @@ mkdocs.yml points mkdocstrings there. Nothing is copied and nothing in the sourc
 from __future__ import annotations
 
 import shutil
-import tomllib
 from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:                      # Python 3.10
+    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 LAYOUT = ROOT / "build" / "docs-pkg"
