@@ -1,0 +1,68 @@
+"""The documentation: every pointer into docs/ from the code resolves to a page and an anchor,
+and every page the site lists exists (the site itself is built by ``mkdocs build --strict``)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+POINTER = re.compile(r"docs/([\w/.-]+?\.md)(?:#([\w-]+))?")
+SOURCES = ("r2dn", "backends", "conformance", "examples", "benchmarks", "tests")
+
+
+def anchors(page: Path) -> set[str]:
+    """Explicit ``{#id}`` anchors and the slugs MkDocs gives the other headings."""
+    text = page.read_text()
+    ids = set(re.findall(r"\{#([\w-]+)\}", text))
+    for title in re.findall(r"^#+ (.*?)\s*$", text, flags=re.M):
+        if "{#" not in title:
+            ids.add(re.sub(r"[\s]+", "-", re.sub(r"[^\w\s-]", "", title).strip().lower()))
+    return ids
+
+
+def pointers() -> list[tuple[str, str, str | None]]:
+    found = []
+    files = [ROOT / "README.md"] + [p for d in SOURCES for p in (ROOT / d).rglob("*")
+                                    if p.suffix in (".py", ".md", ".jl", ".toml")]
+    for path in files:
+        for page, anchor in POINTER.findall(path.read_text(errors="replace")):
+            found.append((str(path.relative_to(ROOT)), page, anchor or None))
+    return found
+
+
+def test_anchor_parser():
+    page = ROOT / "docs" / "math" / "certificates.md"
+    got = anchors(page)
+    assert {"dissipation-matrix", "certified", "sandwich-certificate"} <= got
+    assert "no-such-anchor" not in got
+
+
+def test_code_points_into_existing_docs():
+    found = pointers()
+    assert len(found) >= 10, "expected the code to cite the docs"
+    bad = []
+    for source, page, anchor in found:
+        target = ROOT / "docs" / page
+        if not target.is_file():
+            bad.append(f"{source}: docs/{page} does not exist")
+        elif anchor and anchor not in anchors(target):
+            bad.append(f"{source}: docs/{page}#{anchor}: no such anchor")
+    assert not bad, "\n".join(bad)
+
+
+def test_mkdocs_nav_lists_existing_pages():
+    yaml = pytest.importorskip("yaml")
+    config = (ROOT / "mkdocs.yml").read_text()
+    nav = yaml.safe_load("nav:" + config.split("\nnav:", 1)[1])["nav"]
+    pages = []
+
+    def walk(items):
+        for item in items:
+            for value in (item.values() if isinstance(item, dict) else [item]):
+                walk(value) if isinstance(value, list) else pages.append(value)
+    walk(nav)
+    missing = [p for p in pages if not (ROOT / "docs" / p).is_file()]
+    assert pages and not missing, missing
