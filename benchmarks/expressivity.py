@@ -17,15 +17,18 @@ slopes, and the R2DN / REN time ratio at the largest sizes.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+from r2dn_examples.threads import one_blas_thread
+
+one_blas_thread()     # before NumPy loads a BLAS library (r2dn_examples.threads says why)
 
 import numpy as np  # noqa: E402
 
-from _common import BACKEND_CHOICES, benchmark_parser, cpu_load, loglog_slope, make_backend, \
-    num_params, plt_figure, progress, save_figure, time_call, write_results  # noqa: E402
+from r2dn_examples.adapters import BACKEND_CHOICES, make_backend, num_params
+from r2dn_examples.cli import benchmark_parser, progress
+from r2dn_examples.plots import plt_figure, save_figure
+from r2dn_examples.results import write_results
+from r2dn_examples.timing import cpu_load, loglog_slope, time_call
 
 PAPER = {"batch": 64, "horizon": 128, "ren_nv": [20, 30, 40, 60, 80, 100, 128, 200],
          "r2dn_nv": 16, "r2dn_layers": 6, "r2dn_widths": [8, 16, 24, 32, 48, 64, 80, 96]}

@@ -30,15 +30,17 @@ from __future__ import annotations
 
 import copy
 import math
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+from r2dn_examples.threads import one_blas_thread
+
+one_blas_thread()     # before NumPy loads a BLAS library (r2dn_examples.threads says why)
 
 import numpy as np  # noqa: E402
 
-from _common import BACKEND_CHOICES, benchmark_parser, cpu_load, make_backend, num_params, \
-    progress, time_call, time_interleaved, write_results  # noqa: E402
+from r2dn_examples.adapters import BACKEND_CHOICES, make_backend, num_params
+from r2dn_examples.cli import benchmark_parser, progress
+from r2dn_examples.results import write_results
+from r2dn_examples.timing import cpu_load, time_call, time_interleaved
 
 SQRT2 = math.sqrt(2.0)
 R2DN_CASES = {

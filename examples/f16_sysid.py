@@ -23,10 +23,18 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
+from r2dn_examples.threads import one_blas_thread
 
-from _common import REPO, Stopwatch, base_parser, deviations, log_epoch, make_backend, nrmse, \
-    num_params, plt_figure, progress, run_settings, save_figure, step_decay, write_results
+one_blas_thread()     # before NumPy loads a BLAS library (r2dn_examples.threads says why)
+
+import numpy as np  # noqa: E402
+
+from r2dn_examples.adapters import make_backend, num_params
+from r2dn_examples.cli import base_parser, log_epoch, progress, run_settings
+from r2dn_examples.plots import plt_figure, save_figure
+from r2dn_examples.results import deviations, nrmse, write_results
+from r2dn_examples.schedules import step_decay
+from r2dn_examples.timing import Stopwatch
 
 LEVELS = range(1, 8)
 TRAIN_LEVELS, VAL_LEVELS, NORM_LEVEL = (1, 3, 5, 7), (2, 4, 6), 4
@@ -48,7 +56,7 @@ def file_name(level: int) -> str:
 
 def default_data_dir() -> Path:
     root = os.environ.get("R2DN_DATA")
-    return Path(root) / "f16" if root else REPO.parent / "shared" / "data" / "f16"
+    return Path(root) / "f16" if root else Path(__file__).resolve().parents[2] / "shared" / "data" / "f16"
 
 
 def load_f16(folder: Path) -> dict[str, np.ndarray]:

@@ -20,15 +20,22 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
+from r2dn_examples.threads import one_blas_thread
 
-from _common import ReduceOnPlateau, Stopwatch, base_parser, deviations, log_epoch, make_backend, \
-    nrmse, num_params, plt_figure, progress, run_settings, save_figure, write_results
+one_blas_thread()     # before NumPy loads a BLAS library (r2dn_examples.threads says why)
 
-#: the PDE of the REN paper's observer example (Julia ren_obsv_pde.jl; the authors' observer.py)
-N_GRID, LENGTH, CFL = 51, 10.0, 0.1
-EULER_STEPS = 4          # the code loops 5 times and returns the state before the last update
-WALK_STD = 0.05
+import numpy as np  # noqa: E402
+
+from r2dn_examples import datasets
+from r2dn_examples.adapters import make_backend, num_params
+from r2dn_examples.cli import base_parser, log_epoch, progress, run_settings
+from r2dn_examples.plots import plt_figure, save_figure
+from r2dn_examples.results import deviations, nrmse, write_results
+from r2dn_examples.schedules import ReduceOnPlateau
+from r2dn_examples.timing import Stopwatch
+
+#: the PDE is the REN paper's observer example (Julia ren_obsv_pde.jl; the authors' observer.py),
+#: written once in r2dn_examples.datasets.
 PAPER = {
     "nx": 51, "nv": {"ren": 200, "r2dn": 50}, "hidden": [96, 96, 96, 96], "activation": "relu",
     "init": "long_memory", "polar": True, "samples": 100_000, "batches": 200, "epochs": 200,
@@ -38,31 +45,11 @@ QUICK = {"nv": {"ren": 16, "r2dn": 8}, "hidden": [16, 16], "samples": 2000, "bat
          "epochs": 2, "test_steps": 200}
 
 
-def pde_step(xi: np.ndarray, b: float, dz: float, dt: float) -> np.ndarray:
-    """One sample: ``EULER_STEPS`` Euler steps of the PDE, boundaries set to ``b`` after each."""
-    c = dt / dz**2
-    x = xi.copy()
-    for _ in range(EULER_STEPS):
-        inner = x[1:-1]
-        x[1:-1] = (inner + c * (x[:-2] + x[2:] - 2 * inner)
-                   + (dt / 2) * inner * (1 - inner) * (inner - 0.5))
-        x[0] = x[-1] = b
-    return x
-
-
 def simulate_pde(steps: int, rng: np.random.Generator, xi0: float = 0.0,
                  b0: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """States ``X (steps, 51)`` and inputs ``b (steps, 1)`` from ``xi = xi0``, ``b = b0``."""
-    dz = LENGTH / (N_GRID - 1)
-    dt = CFL * dz**2
-    walk = WALK_STD * rng.standard_normal(steps - 1)
-    X = np.empty((steps, N_GRID))
-    B = np.empty((steps, 1))
-    X[0], B[0] = xi0, b0
-    for t in range(steps - 1):
-        X[t + 1] = pde_step(X[t], B[t, 0], dz, dt)
-        B[t + 1] = min(max(B[t, 0] + walk[t], 0.0), 1.0)
-    return X, B
+    xi, b = datasets.reaction_diffusion(steps, rng, xi0=xi0, b0=b0)
+    return xi[:, 0, :], b[:, :1]
 
 
 def measure(X: np.ndarray, B: np.ndarray) -> np.ndarray:
@@ -179,8 +166,10 @@ def main(argv: list[str] | None = None) -> dict:
     if s["epochs"] < PAPER["epochs"]:
         notes.append(f"reduced run: {s['epochs']} of the paper's {PAPER['epochs']} epochs")
     devs = deviations(paper_s, s, notes)
-    settings = {**s, "model": args.model, "backend": args.backend, "grid": N_GRID,
-                "euler_steps_per_sample": EULER_STEPS, "dt_over_dz2": CFL, "walk_std": WALK_STD,
+    settings = {**s, "model": args.model, "backend": args.backend, "grid": datasets.PDE_POINTS,
+                "euler_steps_per_sample": datasets.PDE_EULER_STEPS,
+                "dt_over_dz2": datasets.PDE_DT / datasets.PDE_DZ**2,
+                "walk_std": datasets.PDE_BOUNDARY_STEP,
                 "data_seconds": sw_data.seconds, "model_config": model.config.to_dict()}
     write_results(args.out, "examples/pde_observer.py", args, settings, devs, figures, bk)
     return figures

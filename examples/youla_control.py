@@ -27,10 +27,17 @@ from __future__ import annotations
 import math
 import time
 
-import numpy as np
+from r2dn_examples.threads import one_blas_thread
 
-from _common import base_parser, deviations, log_epoch, make_backend, num_params, plt_figure, \
-    progress, run_settings, save_figure, step_decay, write_results
+one_blas_thread()     # before NumPy loads a BLAS library (r2dn_examples.threads says why)
+
+import numpy as np  # noqa: E402
+
+from r2dn_examples.adapters import make_backend, num_params
+from r2dn_examples.cli import base_parser, log_epoch, progress, run_settings
+from r2dn_examples.plots import plt_figure, save_figure
+from r2dn_examples.results import deviations, write_results
+from r2dn_examples.schedules import step_decay
 
 RHO, PHI, GAIN = 0.8, 0.2 * math.pi, 0.3
 MAX_U = 5.0

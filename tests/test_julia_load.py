@@ -19,7 +19,7 @@ import r2dn.julia as rj
 import r2dn.numpy as rn
 from r2dn.bson import JuliaStruct, JuliaType, read_bson
 from r2dn.errors import BSONError
-from r2dn.julia import datasets
+from r2dn_examples import datasets
 
 from helpers import assert_close, build, data_dir, perturb
 
