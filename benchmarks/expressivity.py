@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> dict:
                title=f"{pas}: batch {s['batch']}, horizon {s['horizon']} (median of {repeats})")
         ax.grid(True, which="both", ls=":", lw=0.6)
         ax.legend(fontsize=7)
-    save_figure(fig, args.out / "expressivity_timing.png")
+    save_figure(fig, args.out / "expressivity_timing.png", args)
 
     devs = []
     if args.quick:

@@ -28,8 +28,8 @@ import numpy as np  # noqa: E402
 
 from r2dn_examples import datasets
 from r2dn_examples.adapters import make_backend, num_params
-from r2dn_examples.cli import base_parser, log_epoch, progress, run_settings
-from r2dn_examples.plots import plt_figure, save_figure
+from r2dn_examples.cli import EpochProgress, base_parser, log_epoch, run_settings
+from r2dn_examples.plots import integer_ticks, plt_figure, save_figure
 from r2dn_examples.results import deviations, nrmse, write_results
 from r2dn_examples.schedules import ReduceOnPlateau
 from r2dn_examples.timing import Stopwatch
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> dict:
           f"(data simulated in {sw_data.seconds:.1f} s)")
 
     losses, stds, lrs, epoch_times = [], [], [], []
-    bar = progress(range(s["epochs"]), args, desc="epochs")
+    bar = EpochProgress(s["epochs"], args)
     for _ in bar:
         t0 = time.perf_counter()
         lr = s["lr"] * plateau.scale
@@ -133,28 +133,33 @@ def main(argv: list[str] | None = None) -> dict:
     }
 
     args.out.mkdir(parents=True, exist_ok=True)
-    fig, axes = plt_figure(3, 1, figsize=(7, 5.2), sharex=True)
-    vmax = float(max(X_test.max(), xhat.max()))
-    for ax, data_, label in zip(axes, (X_test, xhat, err), ("true", "observer", "|error|")):
-        im = ax.imshow(data_.T, aspect="auto", cmap="inferno", origin="lower",
-                       vmin=0.0, vmax=vmax if label != "|error|" else None)
-        ax.set_ylabel(label)
-        fig.colorbar(im, ax=ax, pad=0.01)
-    axes[-1].set_xlabel("time step")
-    axes[0].set_title(f"reaction-diffusion observer, {args.model.upper()} ({args.backend}), "
-                      f"NRMSE {figures['test_nrmse_percent']:.2f} %")
-    save_figure(fig, args.out / "heatmap.png")
+    fig, axes = plt_figure(3, 1, figsize=(7.5, 6.4), sharex=True)
+    panels = ((X_test, "true state xi"), (xhat, "observer estimate"), (err, "|error|"))
+    for ax, (data_, label) in zip(axes, panels):
+        # each panel its own colour scale: the error is far smaller than the state
+        im = ax.imshow(data_.T, aspect="auto", cmap="inferno", origin="lower")
+        ax.set_ylabel("grid point z")
+        ax.set_title(label, fontsize=9)
+        fig.colorbar(im, ax=ax, pad=0.01).set_label(f"{label.split()[0]} xi (dimensionless)"
+                                                    if label != "|error|" else "|xi - xi_hat|")
+    axes[-1].set_xlabel(f"time step (test run from a wrong initial state, {len(X_test)} steps)")
+    fig.suptitle(f"Reaction-diffusion observer, {args.model.upper()} ({args.backend}): "
+                 f"test NRMSE {figures['test_nrmse_percent']:.2f} %", fontsize=10)
+    save_figure(fig, args.out / "heatmap.png", args)
     fig, ax = plt_figure(figsize=(6, 3.5))
     ax.plot(X_test[:, 12], label="true")
     ax.plot(xhat[:, 12], "--", label="observer")
-    ax.set(xlabel="time step", ylabel="xi at grid point 12")
-    ax.legend()
-    save_figure(fig, args.out / "trajectory.png")
+    ax.set(xlabel="time step", ylabel="xi at grid point 12 (dimensionless)",
+           title=f"Observer at one grid point, {args.model.upper()} ({args.backend})")
+    ax.legend(loc="best")
+    save_figure(fig, args.out / "trajectory.png", args)
     if losses:
         fig, ax = plt_figure(figsize=(5, 3.5))
         ax.plot(np.arange(1, len(losses) + 1), losses, marker=".")
-        ax.set(xlabel="epoch", ylabel="one-step training loss", yscale="log")
-        save_figure(fig, args.out / "train_loss.png")
+        ax.set(xlabel="epoch", ylabel="one-step training loss (MSE)", yscale="log",
+               title=f"PDE observer training, {args.model.upper()} ({args.backend})")
+        integer_ticks(ax)
+        save_figure(fig, args.out / "train_loss.png", args)
 
     notes = [
         "random draws from numpy.random.default_rng([seed, k]) (k = 0 training walk, 1 test walk, "

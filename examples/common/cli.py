@@ -82,6 +82,34 @@ def progress(iterable: Iterable, args: argparse.Namespace, **kw: Any):
                 dynamic_ncols=True, **kw)
 
 
+class EpochProgress:
+    """A progress bar over epochs whose ETA leaves out the first epoch.
+
+    The first epoch of a JAX run (and a torch run's first steps) includes compilation, often
+    most of its time; an ETA extrapolated from it is wrong by a large factor. The first epoch gets
+    a bar without an ETA, the rest a bar that counts from epoch 2 (tqdm's ``initial``).
+    """
+
+    def __init__(self, epochs: int, args: argparse.Namespace, desc: str = "epochs") -> None:
+        self.epochs, self.args, self.desc, self.bar = epochs, args, desc, None
+
+    def __iter__(self):
+        if self.epochs < 1:
+            return
+        self.bar = progress(range(1), self.args, total=self.epochs,
+                            desc=f"{self.desc} (1st includes compilation: no ETA yet)",
+                            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
+        yield from self.bar
+        self.bar.close()
+        self.bar = progress(range(1, self.epochs), self.args, desc=self.desc, initial=1,
+                            total=self.epochs)
+        yield from self.bar
+
+    def set_postfix(self, **values: Any) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix(**values)
+
+
 def log_epoch(args: argparse.Namespace, epoch: int, epochs: int, **values: Any) -> None:
     """One line per epoch when the progress bars are off (logs of long runs)."""
     if args.no_progress or os.environ.get("TQDM_DISABLE"):

@@ -14,7 +14,17 @@ def plt_figure(*args: Any, **kw: Any):
     return plt.subplots(*args, **kw)
 
 
-def save_figure(fig: Any, path: Path) -> None:
+def integer_ticks(ax: Any) -> None:
+    """Whole-number ticks on the x axis (epochs)."""
+    from matplotlib.ticker import MaxNLocator
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def save_figure(fig: Any, path: Path, args: Any = None) -> None:
+    """Write ``fig`` to ``path``; a ``--quick`` run's figure is titled as a smoke run."""
+    if getattr(args, "quick", False):
+        fig.suptitle("SMOKE RUN (--quick): tiny data, model and epochs - not a result",
+                     color="tab:red", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     import matplotlib.pyplot as plt

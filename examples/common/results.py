@@ -32,6 +32,11 @@ def _normal(v: Any) -> Any:
     return list(v) if isinstance(v, tuple) else v
 
 
+#: what a ``--quick`` run says about itself, in its output, ``results.json`` and plot titles.
+SMOKE_NOTE = ("SMOKE RUN (--quick): tiny data, model and epochs; its figures show that the code "
+              "runs, not how well the model does")
+
+
 def write_results(out: Path, script: str, args: argparse.Namespace, settings: Mapping[str, Any],
                   devs: list[str], figures: Mapping[str, Any], backend: Backend | None = None,
                   extra: Mapping[str, Any] | None = None) -> Path:
@@ -51,13 +56,17 @@ def write_results(out: Path, script: str, args: argparse.Namespace, settings: Ma
                         **(backend.info() if backend else {})},
         **(dict(extra) if extra else {}),
     }
+    smoke = bool(getattr(args, "quick", False))
+    payload = {"smoke_run": smoke, **({"note": SMOKE_NOTE} if smoke else {}), **payload}
     path = out / "results.json"
     path.write_text(json.dumps(_jsonable(payload), indent=2) + "\n")
+    if smoke:
+        print(SMOKE_NOTE)
     print("deviations from the paper:" if devs else "deviations from the paper: none")
     for d in devs:
         print(f"  - {d}")
     for k, v in figures.items():
-        print(f"{k}: {fmt(v)}")
+        print(f"{k}: {fmt(v)}" + (" (smoke run)" if smoke else ""))
     print(f"wrote {path}")
     return path
 
