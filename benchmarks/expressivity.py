@@ -17,6 +17,7 @@ slopes, and the R2DN / REN time ratio at the largest sizes.
 
 from __future__ import annotations
 
+import math
 
 from r2dn_examples.threads import one_blas_thread
 
@@ -114,7 +115,9 @@ def main(argv: list[str] | None = None) -> dict:
                      f"{1e3 * x['backward_median_s']:.2f} |")
     print("\n".join(table))
     for k, v in slopes.items():
-        print(f"slope {k}: {v['slope']:.3f} ({v['stderr']:.3f})")
+        err = (f"standard error {v['stderr']:.3f}" if math.isfinite(v["stderr"])
+               else "no standard error: two sizes only")
+        print(f"log-log slope of time against parameters, {k}: {v['slope']:.3f} ({err})")
     for k, v in ratios.items():
         print(f"R2DN/REN time at the largest sizes, {k}: {v['r2dn_over_ren']:.3f} "
               f"(R2DN {v['r2dn']['num_params']} params, REN {v['ren']['num_params']} params)")

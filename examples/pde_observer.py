@@ -134,14 +134,14 @@ def main(argv: list[str] | None = None) -> dict:
 
     args.out.mkdir(parents=True, exist_ok=True)
     fig, axes = plt_figure(3, 1, figsize=(7.5, 6.4), sharex=True)
-    panels = ((X_test, "true state xi"), (xhat, "observer estimate"), (err, "|error|"))
-    for ax, (data_, label) in zip(axes, panels):
+    panels = ((X_test, "true state", "xi"), (xhat, "observer estimate", "xi_hat"),
+              (err, "error", "|xi - xi_hat|"))
+    for ax, (data_, title, label) in zip(axes, panels):
         # each panel its own colour scale: the error is far smaller than the state
         im = ax.imshow(data_.T, aspect="auto", cmap="inferno", origin="lower")
         ax.set_ylabel("grid point z")
-        ax.set_title(label, fontsize=9)
-        fig.colorbar(im, ax=ax, pad=0.01).set_label(f"{label.split()[0]} xi (dimensionless)"
-                                                    if label != "|error|" else "|xi - xi_hat|")
+        ax.set_title(title, fontsize=9)
+        fig.colorbar(im, ax=ax, pad=0.01).set_label(f"{label} (dimensionless)")
     axes[-1].set_xlabel(f"time step (test run from a wrong initial state, {len(X_test)} steps)")
     fig.suptitle(f"Reaction-diffusion observer, {args.model.upper()} ({args.backend}): "
                  f"test NRMSE {figures['test_nrmse_percent']:.2f} %", fontsize=10)

@@ -23,8 +23,9 @@ def integer_ticks(ax: Any) -> None:
 def save_figure(fig: Any, path: Path, args: Any = None) -> None:
     """Write ``fig`` to ``path``; a ``--quick`` run's figure is titled as a smoke run."""
     if getattr(args, "quick", False):
-        fig.suptitle("SMOKE RUN (--quick): tiny data, model and epochs - not a result",
-                     color="tab:red", fontsize=10)
+        title = fig.get_suptitle() if hasattr(fig, "get_suptitle") else ""
+        fig.suptitle("SMOKE RUN (--quick): tiny data, model and epochs - not a result"
+                     + (f"\n{title}" if title else ""), color="tab:red", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     import matplotlib.pyplot as plt
