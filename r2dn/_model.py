@@ -208,7 +208,27 @@ class RecurrentMixin(ModelMixin):
         return e, _spec.nonlinearity(e, self._activation(), xp=self._xp, solver=self._solver())
 
     def forward(self, x: Any, u: Any) -> tuple[Any, Any]:
-        """One step: ``x (batch, nx)``, ``u (batch, nu)`` -> ``(x_next (batch, nx), y (batch, ny))``."""
+        """One time step, ``model(x, u)``.
+
+        Parameters
+        ----------
+        x : array (batch, nx)
+            State, of the model's framework, dtype (and device).
+        u : array (batch, nu)
+            Input.
+
+        Returns
+        -------
+        x_next : array (batch, nx)
+        y : array (batch, ny)
+
+        Raises
+        ------
+        TypeError
+            Arrays of another framework or dtype.
+        ValueError
+            Wrong shapes; non-finite inputs when :class:`r2dn.check_finite_inputs` is on.
+        """
         c = self.config
         self._check("forward", "x", x, (None, c.nx), f"(batch, nx) with nx={c.nx}")
         self._check("forward", "u", u, (x.shape[0], c.nu), f"(batch, nu) = ({x.shape[0]}, {c.nu})")
@@ -216,8 +236,37 @@ class RecurrentMixin(ModelMixin):
         return x_next, ys[0, ...]
 
     def simulate(self, x0: Any, us: Any) -> tuple[Any, Any]:
-        """Run from ``x0 (batch, nx)`` over inputs ``us (T, batch, nu)``; returns
-        ``(x_T (batch, nx), ys (T, batch, ny))``. Explicit matrices are built once per call."""
+        """Run the model over a sequence; the explicit matrices are built once per call.
+
+        Parameters
+        ----------
+        x0 : array (batch, nx)
+            Initial state (``model.init_state(batch)`` for zeros).
+        us : array (T, batch, nu)
+            Inputs, time-major, T >= 1.
+
+        Returns
+        -------
+        x_T : array (batch, nx)
+            The state after the last step.
+        ys : array (T, batch, ny)
+            The outputs of every step.
+
+        Raises
+        ------
+        TypeError
+            Arrays of another framework or dtype.
+        ValueError
+            Wrong shapes, T = 0; non-finite inputs when :class:`r2dn.check_finite_inputs` is on.
+
+        Examples
+        --------
+        >>> import numpy as np, r2dn.numpy as rn
+        >>> model = rn.ContractingREN(2, 3, 4, 1)
+        >>> xT, ys = model.simulate(model.init_state(5), np.zeros((10, 5, 2)))
+        >>> xT.shape, ys.shape
+        ((5, 3), (10, 5, 1))
+        """
         c = self.config
         self._check("simulate", "x0", x0, (None, c.nx), f"(batch, nx) with nx={c.nx}")
         self._check("simulate", "us", us, (None, x0.shape[0], c.nu),

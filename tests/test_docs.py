@@ -91,3 +91,18 @@ def test_docs_python_blocks_run(page, tmp_path):
     proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, f"docs/{page}:\n{proc.stdout}\n{proc.stderr}"
+
+
+@pytest.mark.parametrize("module", ["r2dn", "r2dn.config", "r2dn._model", "r2dn.checkpoint",
+                                    "r2dn.certify", "r2dn.numpy"])
+def test_docstring_examples_run(module):
+    import doctest
+    import importlib
+
+    mod = importlib.import_module(module)
+    finder, runner = doctest.DocTestFinder(), doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    tests = [t for t in finder.find(mod, module) if t.examples]
+    assert tests, f"{module} has no docstring example"
+    for test in tests:
+        runner.run(test)
+    assert runner.failures == 0, f"{runner.failures} failing docstring example(s) in {module}"
