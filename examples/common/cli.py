@@ -101,9 +101,10 @@ class EpochProgress:
                             bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
         yield from self.bar
         self.bar.close()
-        self.bar = progress(range(1, self.epochs), self.args, desc=self.desc, initial=1,
-                            total=self.epochs)
-        yield from self.bar
+        if self.epochs > 1:
+            self.bar = progress(range(1, self.epochs), self.args, desc=self.desc, initial=1,
+                                total=self.epochs)
+            yield from self.bar
 
     def set_postfix(self, **values: Any) -> None:
         if self.bar is not None:
