@@ -17,15 +17,19 @@ slopes, and the R2DN / REN time ratio at the largest sizes.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import math
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+from r2dn_examples.threads import one_blas_thread
+
+one_blas_thread()     # before NumPy loads a BLAS library (r2dn_examples.threads says why)
 
 import numpy as np  # noqa: E402
 
-from _common import BACKEND_CHOICES, benchmark_parser, cpu_load, loglog_slope, make_backend, \
-    num_params, plt_figure, progress, save_figure, time_call, write_results  # noqa: E402
+from r2dn_examples.adapters import BACKEND_CHOICES, make_backend, num_params
+from r2dn_examples.cli import benchmark_parser, progress
+from r2dn_examples.plots import plt_figure, save_figure
+from r2dn_examples.results import write_results
+from r2dn_examples.timing import cpu_load, loglog_slope, time_call
 
 PAPER = {"batch": 64, "horizon": 128, "ren_nv": [20, 30, 40, 60, 80, 100, 128, 200],
          "r2dn_nv": 16, "r2dn_layers": 6, "r2dn_widths": [8, 16, 24, 32, 48, 64, 80, 96]}
@@ -111,7 +115,9 @@ def main(argv: list[str] | None = None) -> dict:
                      f"{1e3 * x['backward_median_s']:.2f} |")
     print("\n".join(table))
     for k, v in slopes.items():
-        print(f"slope {k}: {v['slope']:.3f} ({v['stderr']:.3f})")
+        err = (f"standard error {v['stderr']:.3f}" if math.isfinite(v["stderr"])
+               else "no standard error: two sizes only")
+        print(f"log-log slope of time against parameters, {k}: {v['slope']:.3f} ({err})")
     for k, v in ratios.items():
         print(f"R2DN/REN time at the largest sizes, {k}: {v['r2dn_over_ren']:.3f} "
               f"(R2DN {v['r2dn']['num_params']} params, REN {v['ren']['num_params']} params)")
@@ -139,7 +145,7 @@ def main(argv: list[str] | None = None) -> dict:
                title=f"{pas}: batch {s['batch']}, horizon {s['horizon']} (median of {repeats})")
         ax.grid(True, which="both", ls=":", lw=0.6)
         ax.legend(fontsize=7)
-    save_figure(fig, args.out / "expressivity_timing.png")
+    save_figure(fig, args.out / "expressivity_timing.png", args)
 
     devs = []
     if args.quick:

@@ -23,10 +23,18 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
+from r2dn_examples.threads import one_blas_thread
 
-from _common import REPO, Stopwatch, base_parser, deviations, log_epoch, make_backend, nrmse, \
-    num_params, plt_figure, progress, run_settings, save_figure, step_decay, write_results
+one_blas_thread()     # before NumPy loads a BLAS library (r2dn_examples.threads says why)
+
+import numpy as np  # noqa: E402
+
+from r2dn_examples.adapters import make_backend, num_params
+from r2dn_examples.cli import EpochProgress, base_parser, log_epoch, progress, run_settings
+from r2dn_examples.plots import integer_ticks, plt_figure, save_figure
+from r2dn_examples.results import deviations, nrmse, write_results
+from r2dn_examples.schedules import step_decay
+from r2dn_examples.timing import Stopwatch
 
 LEVELS = range(1, 8)
 TRAIN_LEVELS, VAL_LEVELS, NORM_LEVEL = (1, 3, 5, 7), (2, 4, 6), 4
@@ -48,7 +56,7 @@ def file_name(level: int) -> str:
 
 def default_data_dir() -> Path:
     root = os.environ.get("R2DN_DATA")
-    return Path(root) / "f16" if root else REPO.parent / "shared" / "data" / "f16"
+    return Path(root) / "f16" if root else Path(__file__).resolve().parents[2] / "shared" / "data" / "f16"
 
 
 def load_f16(folder: Path) -> dict[str, np.ndarray]:
@@ -128,7 +136,7 @@ def main(argv: list[str] | None = None) -> dict:
           f"{len(windows)} windows x {s['window']} steps x {batch} sequences per epoch")
 
     losses, epoch_times = [], []
-    bar = progress(range(s["epochs"]), args, desc="epochs")
+    bar = EpochProgress(s["epochs"], args)
     for epoch in bar:
         t0 = time.perf_counter()
         x = trainer.model.init_state(batch)
@@ -171,9 +179,10 @@ def main(argv: list[str] | None = None) -> dict:
     if losses:
         fig, ax = plt_figure(figsize=(5, 3.5))
         ax.plot(np.arange(1, len(losses) + 1), losses, marker="o")
-        ax.set(xlabel="epoch", ylabel="training loss", yscale="log",
-               title=f"F-16, {args.model.upper()} ({args.backend})")
-        save_figure(fig, args.out / "train_loss.png")
+        ax.set(xlabel="epoch", ylabel="training loss (mean squared error)", yscale="log",
+               title=f"F-16 training, {args.model.upper()} ({args.backend})")
+        integer_ticks(ax)
+        save_figure(fig, args.out / "train_loss.png", args)
     n = min(3000, Tv - w)
     fig, axes = plt_figure(2, 1, figsize=(7, 5), sharex=True)
     t = np.arange(w, w + n)
@@ -182,8 +191,8 @@ def main(argv: list[str] | None = None) -> dict:
     axes[0].set(ylabel="acceleration 3 (std.)", title=f"Level {VAL_LEVELS[0]}, free-run simulation")
     axes[0].legend(loc="upper right")
     axes[1].plot(t, y_val[w:w + n, 0, 2] - y_pred[w:w + n, 0, 2], lw=0.8, color="C3")
-    axes[1].set(xlabel="time step", ylabel="error")
-    save_figure(fig, args.out / "validation.png")
+    axes[1].set(xlabel="time step", ylabel="error (std.)")
+    save_figure(fig, args.out / "validation.png", args)
 
     notes = [
         "random draws: parameters from numpy.random.default_rng(seed) (r2dn.init), not the "

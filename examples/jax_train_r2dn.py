@@ -131,9 +131,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     args.out.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.semilogy(history["train"], label="training")
-    ax.semilogy(history["val"], label="validation")
-    ax.set(xlabel="epoch", ylabel="mean squared simulation error", title="ContractingR2DN (JAX)")
+    epochs_axis = range(1, len(history["train"]) + 1)
+    ax.semilogy(epochs_axis, history["train"], label="training")
+    ax.semilogy(epochs_axis, history["val"], label="validation")
+    ax.set(xlabel="epoch", ylabel="mean squared simulation error",
+           title="ContractingR2DN training (JAX)")
+    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     ax.legend()
     fig.tight_layout()
     fig.savefig(args.out / "loss.png", dpi=120)

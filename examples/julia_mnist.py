@@ -31,7 +31,7 @@ import numpy as np
 
 import r2dn
 import r2dn.julia as rj
-from r2dn.julia import datasets
+from r2dn_examples import datasets
 
 REPO = Path(__file__).resolve().parents[1]
 JULIA_TEST_ACCURACY = {"lbdn": 0.9724, "dense": 0.9661}   # RobustNeuralNetworks.jl docs

@@ -4,7 +4,7 @@
 parameterisation, identity output) that the Julia example ``ren_obsv_pde.jl`` trained as an observer
 of the reaction-diffusion PDE xi_t = xi_zz + xi (1 - xi)(xi - 1/2) / 2 with boundary input b(t).
 This script reads it with :func:`r2dn.julia.load_model`, regenerates the PDE data in NumPy exactly
-as the example does (:mod:`r2dn.julia.datasets`), and reports
+as the example does (:mod:`r2dn_examples.datasets`), and reports
 
 1. the one-step prediction loss mean ||x+_pred - x+||^2 on fresh data (Julia's last training epoch:
    6.358e-6), and
@@ -29,7 +29,7 @@ import numpy as np
 
 import r2dn
 import r2dn.julia as rj
-from r2dn.julia import datasets
+from r2dn_examples import datasets
 
 REPO = Path(__file__).resolve().parents[1]
 #: Julia's loss in the last training epoch (pde_obsv.bson "training_loss"[end]).

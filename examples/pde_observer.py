@@ -20,15 +20,22 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
+from r2dn_examples.threads import one_blas_thread
 
-from _common import ReduceOnPlateau, Stopwatch, base_parser, deviations, log_epoch, make_backend, \
-    nrmse, num_params, plt_figure, progress, run_settings, save_figure, write_results
+one_blas_thread()     # before NumPy loads a BLAS library (r2dn_examples.threads says why)
 
-#: the PDE of the REN paper's observer example (Julia ren_obsv_pde.jl; the authors' observer.py)
-N_GRID, LENGTH, CFL = 51, 10.0, 0.1
-EULER_STEPS = 4          # the code loops 5 times and returns the state before the last update
-WALK_STD = 0.05
+import numpy as np  # noqa: E402
+
+from r2dn_examples import datasets
+from r2dn_examples.adapters import make_backend, num_params
+from r2dn_examples.cli import EpochProgress, base_parser, log_epoch, run_settings
+from r2dn_examples.plots import integer_ticks, plt_figure, save_figure
+from r2dn_examples.results import deviations, nrmse, write_results
+from r2dn_examples.schedules import ReduceOnPlateau
+from r2dn_examples.timing import Stopwatch
+
+#: the PDE is the REN paper's observer example (Julia ren_obsv_pde.jl; the authors' observer.py),
+#: written once in r2dn_examples.datasets.
 PAPER = {
     "nx": 51, "nv": {"ren": 200, "r2dn": 50}, "hidden": [96, 96, 96, 96], "activation": "relu",
     "init": "long_memory", "polar": True, "samples": 100_000, "batches": 200, "epochs": 200,
@@ -38,31 +45,11 @@ QUICK = {"nv": {"ren": 16, "r2dn": 8}, "hidden": [16, 16], "samples": 2000, "bat
          "epochs": 2, "test_steps": 200}
 
 
-def pde_step(xi: np.ndarray, b: float, dz: float, dt: float) -> np.ndarray:
-    """One sample: ``EULER_STEPS`` Euler steps of the PDE, boundaries set to ``b`` after each."""
-    c = dt / dz**2
-    x = xi.copy()
-    for _ in range(EULER_STEPS):
-        inner = x[1:-1]
-        x[1:-1] = (inner + c * (x[:-2] + x[2:] - 2 * inner)
-                   + (dt / 2) * inner * (1 - inner) * (inner - 0.5))
-        x[0] = x[-1] = b
-    return x
-
-
 def simulate_pde(steps: int, rng: np.random.Generator, xi0: float = 0.0,
                  b0: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """States ``X (steps, 51)`` and inputs ``b (steps, 1)`` from ``xi = xi0``, ``b = b0``."""
-    dz = LENGTH / (N_GRID - 1)
-    dt = CFL * dz**2
-    walk = WALK_STD * rng.standard_normal(steps - 1)
-    X = np.empty((steps, N_GRID))
-    B = np.empty((steps, 1))
-    X[0], B[0] = xi0, b0
-    for t in range(steps - 1):
-        X[t + 1] = pde_step(X[t], B[t, 0], dz, dt)
-        B[t + 1] = min(max(B[t, 0] + walk[t], 0.0), 1.0)
-    return X, B
+    xi, b = datasets.reaction_diffusion(steps, rng, xi0=xi0, b0=b0)
+    return xi[:, 0, :], b[:, :1]
 
 
 def measure(X: np.ndarray, B: np.ndarray) -> np.ndarray:
@@ -109,7 +96,7 @@ def main(argv: list[str] | None = None) -> dict:
           f"(data simulated in {sw_data.seconds:.1f} s)")
 
     losses, stds, lrs, epoch_times = [], [], [], []
-    bar = progress(range(s["epochs"]), args, desc="epochs")
+    bar = EpochProgress(s["epochs"], args)
     for _ in bar:
         t0 = time.perf_counter()
         lr = s["lr"] * plateau.scale
@@ -146,28 +133,33 @@ def main(argv: list[str] | None = None) -> dict:
     }
 
     args.out.mkdir(parents=True, exist_ok=True)
-    fig, axes = plt_figure(3, 1, figsize=(7, 5.2), sharex=True)
-    vmax = float(max(X_test.max(), xhat.max()))
-    for ax, data_, label in zip(axes, (X_test, xhat, err), ("true", "observer", "|error|")):
-        im = ax.imshow(data_.T, aspect="auto", cmap="inferno", origin="lower",
-                       vmin=0.0, vmax=vmax if label != "|error|" else None)
-        ax.set_ylabel(label)
-        fig.colorbar(im, ax=ax, pad=0.01)
-    axes[-1].set_xlabel("time step")
-    axes[0].set_title(f"reaction-diffusion observer, {args.model.upper()} ({args.backend}), "
-                      f"NRMSE {figures['test_nrmse_percent']:.2f} %")
-    save_figure(fig, args.out / "heatmap.png")
+    fig, axes = plt_figure(3, 1, figsize=(7.5, 6.4), sharex=True)
+    panels = ((X_test, "true state", "xi"), (xhat, "observer estimate", "xi_hat"),
+              (err, "error", "|xi - xi_hat|"))
+    for ax, (data_, title, label) in zip(axes, panels):
+        # each panel its own colour scale: the error is far smaller than the state
+        im = ax.imshow(data_.T, aspect="auto", cmap="inferno", origin="lower")
+        ax.set_ylabel("grid point z")
+        ax.set_title(title, fontsize=9)
+        fig.colorbar(im, ax=ax, pad=0.01).set_label(f"{label} (dimensionless)")
+    axes[-1].set_xlabel(f"time step (test run from a wrong initial state, {len(X_test)} steps)")
+    fig.suptitle(f"Reaction-diffusion observer, {args.model.upper()} ({args.backend}): "
+                 f"test NRMSE {figures['test_nrmse_percent']:.2f} %", fontsize=10)
+    save_figure(fig, args.out / "heatmap.png", args)
     fig, ax = plt_figure(figsize=(6, 3.5))
     ax.plot(X_test[:, 12], label="true")
     ax.plot(xhat[:, 12], "--", label="observer")
-    ax.set(xlabel="time step", ylabel="xi at grid point 12")
-    ax.legend()
-    save_figure(fig, args.out / "trajectory.png")
+    ax.set(xlabel="time step", ylabel="xi at grid point 12 (dimensionless)",
+           title=f"Observer at one grid point, {args.model.upper()} ({args.backend})")
+    ax.legend(loc="best")
+    save_figure(fig, args.out / "trajectory.png", args)
     if losses:
         fig, ax = plt_figure(figsize=(5, 3.5))
         ax.plot(np.arange(1, len(losses) + 1), losses, marker=".")
-        ax.set(xlabel="epoch", ylabel="one-step training loss", yscale="log")
-        save_figure(fig, args.out / "train_loss.png")
+        ax.set(xlabel="epoch", ylabel="one-step training loss (MSE)", yscale="log",
+               title=f"PDE observer training, {args.model.upper()} ({args.backend})")
+        integer_ticks(ax)
+        save_figure(fig, args.out / "train_loss.png", args)
 
     notes = [
         "random draws from numpy.random.default_rng([seed, k]) (k = 0 training walk, 1 test walk, "
@@ -179,8 +171,10 @@ def main(argv: list[str] | None = None) -> dict:
     if s["epochs"] < PAPER["epochs"]:
         notes.append(f"reduced run: {s['epochs']} of the paper's {PAPER['epochs']} epochs")
     devs = deviations(paper_s, s, notes)
-    settings = {**s, "model": args.model, "backend": args.backend, "grid": N_GRID,
-                "euler_steps_per_sample": EULER_STEPS, "dt_over_dz2": CFL, "walk_std": WALK_STD,
+    settings = {**s, "model": args.model, "backend": args.backend, "grid": datasets.PDE_POINTS,
+                "euler_steps_per_sample": datasets.PDE_EULER_STEPS,
+                "dt_over_dz2": datasets.PDE_DT / datasets.PDE_DZ**2,
+                "walk_std": datasets.PDE_BOUNDARY_STEP,
                 "data_seconds": sw_data.seconds, "model_config": model.config.to_dict()}
     write_results(args.out, "examples/pde_observer.py", args, settings, devs, figures, bk)
     return figures

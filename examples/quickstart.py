@@ -39,7 +39,7 @@ def main() -> None:
     x0 = model.init_state(batch)
     _, y1 = model.simulate(x0, to(u1))
     _, y2 = model.simulate(x0, to(u2))
-    dy = np.asarray(r2dn._model.to_numpy(y1) - r2dn._model.to_numpy(y2))
+    dy = r2dn.to_numpy(y1) - r2dn.to_numpy(y2)
     ratio = np.sqrt((dy**2).sum(axis=(0, 2)) / ((u1 - u2) ** 2).sum(axis=(0, 2)))
     print(f"largest measured gain ||dy|| / ||du|| over {batch} random pairs: {ratio.max():.4f}")
 

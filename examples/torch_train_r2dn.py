@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from tqdm import tqdm
 
 import r2dn
@@ -108,7 +109,9 @@ def plot(path_loss: Path, path_fit: Path, losses: list[float], val_epochs: list[
     ax1.semilogy(np.arange(1, len(losses) + 1), losses, lw=0.8)
     ax1.set(xlabel="training step", ylabel="window MSE (normalised)", title="training loss")
     ax2.plot(val_epochs, val_nrmse, marker="o", ms=3)
-    ax2.set(xlabel="epoch", ylabel="NRMSE", title="validation free-run NRMSE")
+    ax2.set(xlabel="epoch", ylabel="NRMSE (fraction of the output's std.)",
+            title="validation free-run NRMSE")
+    ax2.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.subplots_adjust(left=0.09, right=0.98, bottom=0.16, top=0.9, wspace=0.3)
     fig.savefig(path_loss, dpi=100)
     fig = Figure(figsize=(8, 3))

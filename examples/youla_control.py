@@ -27,10 +27,17 @@ from __future__ import annotations
 import math
 import time
 
-import numpy as np
+from r2dn_examples.threads import one_blas_thread
 
-from _common import base_parser, deviations, log_epoch, make_backend, num_params, plt_figure, \
-    progress, run_settings, save_figure, step_decay, write_results
+one_blas_thread()     # before NumPy loads a BLAS library (r2dn_examples.threads says why)
+
+import numpy as np  # noqa: E402
+
+from r2dn_examples.adapters import make_backend, num_params
+from r2dn_examples.cli import EpochProgress, base_parser, log_epoch, run_settings
+from r2dn_examples.plots import integer_ticks, plt_figure, save_figure
+from r2dn_examples.results import deviations, write_results
+from r2dn_examples.schedules import step_decay
 
 RHO, PHI, GAIN = 0.8, 0.2 * math.pi, 0.3
 MAX_U = 5.0
@@ -214,7 +221,7 @@ def main(argv: list[str] | None = None) -> dict:
           f"one-call vs step-by-step max difference {rollout_check:.2e}")
     train_costs, test_costs, epoch_times = [], [], []
     open_loop = _open_loop_cost(bk, loop, x_test, d_test)
-    bar = progress(range(s["epochs"]), args, desc="epochs")
+    bar = EpochProgress(s["epochs"], args)
     for epoch in bar:
         t0 = time.perf_counter()
         test_costs.append(test_cost(trainer.model))
@@ -259,19 +266,22 @@ def main(argv: list[str] | None = None) -> dict:
     axes[0].plot(d_step[:, 0, 0], "k:", lw=1, label="disturbance")
     axes[0].plot(z_ol[:, 0, 0], label="open loop (u = 0)")
     axes[0].plot(z_cl[:, 0, 0], label=f"Youla-{args.model.upper()}")
-    axes[0].set(ylabel="output z")
-    axes[0].legend(loc="upper left", fontsize=8)
+    axes[0].set(ylabel="output z", title=f"Step disturbance, test: Youla-{args.model.upper()} "
+                f"({args.backend}) against open loop")
+    axes[0].legend(loc="best", fontsize=8)
     axes[1].plot(u_cl[:, 0, 0], color="C2")
     axes[1].axhline(-MAX_U, color="k", ls="--", lw=0.8)
     axes[1].axhline(MAX_U, color="k", ls="--", lw=0.8)
-    axes[1].set(xlabel="time step", ylabel="control u")
-    save_figure(fig, args.out / "step_response.png")
+    axes[1].set(xlabel="time step", ylabel="control u (saturation dashed)")
+    save_figure(fig, args.out / "step_response.png", args)
     fig, ax = plt_figure(figsize=(5, 3.5))
     ax.plot(np.arange(len(test_costs)), test_costs, marker=".", label="Youla")
     ax.axhline(open_loop, color="k", ls=":", label="open loop")
-    ax.set(xlabel="epoch", ylabel="test cost", yscale="log")
-    ax.legend()
-    save_figure(fig, args.out / "test_cost.png")
+    ax.set(xlabel="epoch (0: before training)", ylabel="test cost", yscale="log",
+           title=f"Youla-{args.model.upper()} ({args.backend}) test cost")
+    integer_ticks(ax)
+    ax.legend(loc="best")
+    save_figure(fig, args.out / "test_cost.png", args)
 
     notes = [
         "random draws (model, disturbances) from numpy (r2dn.init; default_rng([seed, 0]) "

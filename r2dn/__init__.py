@@ -7,10 +7,8 @@ the ``R2DN_BACKEND`` environment variable. :func:`certify` checks any backend's 
 
 from __future__ import annotations
 
-import os
-from types import ModuleType
-
 from . import backends as _backends
+from ._model import check_finite_inputs, to_numpy
 from .certify import CertificateReport, certify
 from .checkpoint import save
 from .config import ModelConfig
@@ -22,12 +20,42 @@ BACKENDS = tuple(_backends.BUILTIN)
 
 __all__ = [
     "BACKENDS", "BSONError", "CertificateReport", "CheckpointError", "FormatError", "ModelConfig",
-    "R2DNWarning", "backend", "certify", "save",
+    "R2DNWarning", "backend", "certify", "check_finite_inputs", "save", "to_numpy",
 ]
 
 
-def backend(name: str | None = None) -> ModuleType:
-    """The backend module ``r2dn.<name>``; ``name`` defaults to ``$R2DN_BACKEND`` (else numpy)."""
+def backend(name: str | None = None):
+    """The backend module ``r2dn.<name>``.
+
+    Parameters
+    ----------
+    name : {"numpy", "torch", "jax"}, optional
+        The backend; defaults to the environment variable ``R2DN_BACKEND``, else ``"numpy"``.
+
+    Returns
+    -------
+    module
+        ``r2dn.numpy``, ``r2dn.torch`` or ``r2dn.jax`` (imported on first use).
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is not one of :data:`BACKENDS`.
+
+    Examples
+    --------
+    >>> import r2dn
+    >>> rn = r2dn.backend("numpy")
+    >>> rn.__name__
+    'r2dn.numpy'
+    """
+    import os
+
     name = name if name is not None else os.environ.get("R2DN_BACKEND", "numpy")
     _backends.check_name("r2dn.backend", name)
     return _backends.module(name)
+
+
+def __dir__() -> list[str]:
+    """``dir(r2dn)``: the public API and the subpackages, not the implementation modules."""
+    return sorted({*__all__, "__version__", "numpy", "torch", "jax", "julia", "conformance"})

@@ -5,7 +5,7 @@ A backend supplies a base class that owns the parameters (it must define ``_dire
 ``__init__(self, config, direct=None)``), dtype and device. Everything else the mixins need from
 the framework (input device checks, the time loop, the REN equilibrium, activation kernels) is
 read from the record, so there are no hooks to override. The base comes first in each class's
-MRO; these mixins add the public API of DESIGN §2 behind it, calling :mod:`r2dn._spec` for every
+MRO; these mixins add the public API of docs/getting-started.md#model-api behind it, calling :mod:`r2dn._spec` for every
 formula, so no backend holds any maths. ``forward`` does the work and ``__call__`` calls it
 (a ``torch.nn.Module`` base supplies its own ``__call__``, which calls the same ``forward``).
 """
@@ -13,6 +13,7 @@ formula, so no backend holds any maths. ``forward`` does the work and ``__call__
 from __future__ import annotations
 
 import inspect
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,10 +32,85 @@ def dtype_name(x: Any) -> str:
 
 
 def to_numpy(x: Any) -> np.ndarray:
-    """Any backend's array as a NumPy array (torch tensors are detached and moved to the CPU)."""
+    """Any backend's array as a NumPy array.
+
+    Torch tensors are detached and moved to the CPU; JAX and array-api arrays are copied to the
+    host. Use it to compare or plot outputs of any backend.
+
+    Parameters
+    ----------
+    x : array
+        A NumPy array, ``torch.Tensor``, JAX array or any object ``numpy.asarray`` accepts.
+
+    Returns
+    -------
+    numpy.ndarray
+        The same values, same shape and dtype.
+
+    Examples
+    --------
+    >>> import r2dn, r2dn.numpy as rn
+    >>> model = rn.LBDN(2, (4,), 1, gamma=1.0)
+    >>> r2dn.to_numpy(model(r2dn.to_numpy([[0.5, -0.5]]))).shape
+    (1, 1)
+    """
     if hasattr(x, "detach"):
         x = x.detach().cpu()
     return np.asarray(x)
+
+
+class check_finite_inputs:
+    """Check every model input for NaN and infinity (off by default).
+
+    By default a non-finite input propagates to the outputs as IEEE arithmetic dictates: checking
+    would cost a reduction and, on a GPU, a device synchronisation per call. When the check is on,
+    ``model(x, u)``, ``model(u)`` and ``model.simulate(x0, us)`` raise a ``ValueError`` naming the
+    argument that holds a NaN or an infinity. When it is off, it costs one boolean test per call.
+    Inside ``jax.jit`` the inputs are abstract and cannot be checked; use
+    ``jax.config.update("jax_debug_nans", True)`` there.
+
+    Calling it sets the check for the whole process; used as a context manager it restores the
+    previous setting on exit.
+
+    Parameters
+    ----------
+    enabled : bool, default True
+        Turn the check on (``True``) or off (``False``).
+
+    Examples
+    --------
+    >>> import numpy as np, r2dn, r2dn.numpy as rn
+    >>> model = rn.ContractingREN(1, 2, 3, 1)
+    >>> with r2dn.check_finite_inputs():
+    ...     model(model.init_state(1), np.array([[np.nan]]))
+    Traceback (most recent call last):
+    ...
+    ValueError: ContractingREN.forward: `u` holds NaN or infinite values (r2dn.check_finite_inputs is on).
+    """
+
+    enabled = False
+
+    def __init__(self, enabled: bool = True) -> None:
+        if not isinstance(enabled, bool):
+            raise TypeError(f"check_finite_inputs: `enabled` must be a bool; got {enabled!r}.")
+        self._previous = check_finite_inputs.enabled
+        check_finite_inputs.enabled = enabled
+
+    def __enter__(self) -> "check_finite_inputs":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        check_finite_inputs.enabled = self._previous
+
+
+def _is_tracer(x: Any) -> bool:
+    jax = sys.modules.get("jax")
+    return jax is not None and isinstance(x, jax.core.Tracer)
+
+
+def _framework(x: Any) -> str:
+    """``"torch"``, ``"jax"``, ``"numpy"`` or the top-level module of ``x``'s type."""
+    return type(x).__module__.split(".", 1)[0].replace("jaxlib", "jax")
 
 
 def check_array(owner: str, name: str, x: Any, shape: tuple[Any, ...], dtype: str,
@@ -64,7 +140,7 @@ def _leading(x: Any) -> Any:
 
 
 class ModelMixin:
-    """API shared by every model of every backend (DESIGN §2)."""
+    """API shared by every model of every backend (docs/getting-started.md#model-api)."""
 
     config: ModelConfig
     _backend: Backend
@@ -85,12 +161,39 @@ class ModelMixin:
         """Check each ``(name, x, shape, shape_text)`` of a call: dtype, shape, then device."""
         owner = f"{c.model}.{method}"
         for name, x, shape, text in args:
+            self._check_eager(method, name, x)
             check_array(owner, name, x, shape, c.dtype, text)
         device_check = self._backend.check_device
         if device_check is not None:
             like = next(iter(self._direct_arrays().values()))
             for name, x, _, _ in args:
                 device_check(owner, name, x, like)
+
+    def _check_eager(self, method: str, name: str, x: Any) -> None:
+        """The checks that need a concrete array: its framework and, when
+        :class:`check_finite_inputs` is on, its finiteness. Backends that compile call it before
+        tracing; on an abstract (traced) array it only checks the framework."""
+        owner = f"{self.config.model}.{method}"
+        self._check_framework(owner, name, x)
+        if check_finite_inputs.enabled and not _is_tracer(x) and hasattr(x, "shape") \
+                and not bool(self._backend.all_finite(x)):
+            raise ValueError(f"{owner}: `{name}` holds NaN or infinite values "
+                             "(r2dn.check_finite_inputs is on).")
+
+    def _check_framework(self, owner: str, name: str, x: Any) -> None:
+        """Refuse another framework's arrays (the JAX backend also takes NumPy arrays)."""
+        backend = self._backend.name
+        got = _framework(x)
+        accepted = {"numpy": ("numpy",), "torch": ("torch",), "jax": ("jax", "numpy")}.get(backend)
+        if accepted is None or got in accepted or got not in ("numpy", "torch", "jax"):
+            return
+        kinds = {"numpy": "NumPy arrays", "torch": "torch tensors", "jax": "JAX or NumPy arrays"}
+        fix = {"numpy": f"r2dn.to_numpy({name})", "torch": f"torch.as_tensor({name})",
+               "jax": f"jax.numpy.asarray(r2dn.to_numpy({name}))"}
+        raise TypeError(
+            f"{owner}: `{name}` is a {type(x).__module__}.{type(x).__name__}, but this is an "
+            f"r2dn.{backend} model, which takes {kinds[backend]}. Convert the input "
+            f"({fix[backend]}) or the model (r2dn.{got}.convert(model)).")
 
     def __repr__(self) -> str:
         c = self.config
@@ -112,7 +215,27 @@ class RecurrentMixin(ModelMixin):
         return b.rollout(e, _spec.nonlinearity(e, act, xp=b.xp, solver=solver), x0, us, **options)
 
     def forward(self, x: Any, u: Any) -> tuple[Any, Any]:
-        """One step: ``x (batch, nx)``, ``u (batch, nu)`` -> ``(x_next (batch, nx), y (batch, ny))``."""
+        """One time step, ``model(x, u)``.
+
+        Parameters
+        ----------
+        x : array (batch, nx)
+            State, of the model's framework, dtype (and device).
+        u : array (batch, nu)
+            Input.
+
+        Returns
+        -------
+        x_next : array (batch, nx)
+        y : array (batch, ny)
+
+        Raises
+        ------
+        TypeError
+            Arrays of another framework or dtype.
+        ValueError
+            Wrong shapes; non-finite inputs when :class:`r2dn.check_finite_inputs` is on.
+        """
         c = self.config
         batch = _leading(x)
         self._check(c, "forward", (("x", x, (None, c.nx), f"(batch, nx) with nx={c.nx}"),
@@ -130,8 +253,37 @@ class RecurrentMixin(ModelMixin):
             raise ValueError(f"{c.model}.simulate: `us` must hold at least one time step; got T=0.")
 
     def simulate(self, x0: Any, us: Any) -> tuple[Any, Any]:
-        """Run from ``x0 (batch, nx)`` over inputs ``us (T, batch, nu)``; returns
-        ``(x_T (batch, nx), ys (T, batch, ny))``. Explicit matrices are built once per call."""
+        """Run the model over a sequence; the explicit matrices are built once per call.
+
+        Parameters
+        ----------
+        x0 : array (batch, nx)
+            Initial state (``model.init_state(batch)`` for zeros).
+        us : array (T, batch, nu)
+            Inputs, time-major, T >= 1.
+
+        Returns
+        -------
+        x_T : array (batch, nx)
+            The state after the last step.
+        ys : array (T, batch, ny)
+            The outputs of every step.
+
+        Raises
+        ------
+        TypeError
+            Arrays of another framework or dtype.
+        ValueError
+            Wrong shapes, T = 0; non-finite inputs when :class:`r2dn.check_finite_inputs` is on.
+
+        Examples
+        --------
+        >>> import numpy as np, r2dn.numpy as rn
+        >>> model = rn.ContractingREN(2, 3, 4, 1)
+        >>> xT, ys = model.simulate(model.init_state(5), np.zeros((10, 5, 2)))
+        >>> xT.shape, ys.shape
+        ((5, 3), (10, 5, 1))
+        """
         c = self.config
         self._check_sequence(c, x0, us)
         return self._run(c, x0, us)
@@ -156,6 +308,13 @@ class FeedforwardMixin(ModelMixin):
         return _spec.feedforward(self.explicit(), self._backend.activation(c.activation))(u)
 
 
+def _plain(sig: inspect.Signature) -> str:
+    """A signature's parameters without annotations: ``nu, nx, *, abar=1.0``."""
+    empty = inspect.Parameter.empty
+    return str(sig.replace(parameters=[p.replace(annotation=empty) for p in sig.parameters.values()],
+                           return_annotation=empty))[1:-1]
+
+
 def family_classes(base: type, module: str, default_dtype: str,
                    extra_bases: tuple[type, ...] = (),
                    recurrent_bases: tuple[type, ...] = ()) -> dict[str, type]:
@@ -174,14 +333,24 @@ def family_classes(base: type, module: str, default_dtype: str,
         mixins = ((FeedforwardMixin,) if name in FEEDFORWARD_FAMILIES
                   else (*recurrent_bases, RecurrentMixin))
 
-        def __init__(self, *args, _ctor=ctor, **kwargs):
+        sig = inspect.signature(ctor)
+        public = sig.replace(parameters=[p for p in sig.parameters.values()
+                                         if p.name != "default_dtype"], return_annotation=None)
+
+        def __init__(self, *args, _ctor=ctor, _name=name, _sig=public, **kwargs):
+            try:
+                _sig.bind(*args, **kwargs)
+            except TypeError as err:
+                raise TypeError(f"{_name}: {err}. The signature is {_name}({_plain(_sig)}); "
+                                f"see help(r2dn.numpy.{_name}).") from None
             base.__init__(self, _ctor(*args, default_dtype=default_dtype, **kwargs))
 
-        sig = inspect.signature(ctor)
+        __init__.__qualname__, __init__.__module__ = f"{name}.__init__", module
         params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY)]
-        params += [p for p in sig.parameters.values() if p.name != "default_dtype"]
+        params += list(public.parameters.values())
         __init__.__signature__ = sig.replace(parameters=params, return_annotation=None)
-        doc = (ctor.__doc__ or "") + f"\n\n``dtype=None`` means {default_dtype!r} in this backend."
+        doc = getattr(ctor, "__doc_template__", ctor.__doc__ or "").replace(
+            "{default_dtype}", repr(default_dtype))
         classes[name] = type(name, (base, *mixins, *extra_bases), {"__init__": __init__, "__doc__": doc,
                                                   "__module__": module})
     return classes

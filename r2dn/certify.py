@@ -1,4 +1,4 @@
-"""Certificates: the dissipation matrix of DESIGN §3.4, computed in float64 NumPy from any model.
+"""Certificates: the dissipation matrix of docs/math/certificates.md, computed in float64 NumPy from any model.
 
 For two trajectories with differences z = [dx; dw; du], V(dx) = dx^T P_c dx with P_c = E^T P^-1 E.
 The model is certified when the dissipation matrix L is positive definite: then
@@ -30,18 +30,32 @@ SANDWICH_TOL_ULPS = 64
 
 @dataclass(frozen=True)
 class CertificateReport:
-    """What :func:`certify` found.
+    """What :func:`certify` found (docs/math/certificates.md).
 
-    min_eig : smallest eigenvalue of the dissipation matrix (float64).
-    scale : largest absolute eigenvalue, so ``min_eig / scale`` is the relative margin.
-    certified : ``min_eig > 0`` (and every Sandwich layer certified, for LBDNs and R2DNs).
-    rate : smallest abar keeping the matrix positive definite with the same P_c and Lambda
+    Attributes
+    ----------
+    model : str
+        The model class.
+    min_eig : float
+        Smallest eigenvalue of the dissipation matrix (float64); ``> 0`` means certified. For
+        LBDNs and Sandwich layers, ``network_min_eig``.
+    scale : float
+        Largest absolute eigenvalue of the dissipation matrix; ``relative_margin`` is
+        ``min_eig / scale``, the figure to compare with the dtype's rounding.
+    certified : bool
+        ``min_eig > 0`` and, for LBDNs and R2DNs, every Sandwich layer within rounding of
+        1-Lipschitz.
+    rate : float
+        Smallest abar keeping the matrix positive definite with the same metric and multiplier
         (``nan`` for feed-forward models; ``inf`` when not certified at abar = 1).
-    gamma : certified incremental gain for Lipschitz and (Q, S, R) models and LBDNs, else None
+    gamma : float or None
+        Certified incremental gain for Lipschitz and (Q, S, R) models and LBDNs, else ``None``
         (``inf`` when no gain up to 1e12 times the configured one is certified).
-    network_min_eig : for LBDNs and R2DNs, min over Sandwich layers of
-        lambda_min(I - A A^T - B B^T), which is zero up to rounding for an exact Cayley transform
-        (the layer is 1-Lipschitz iff it is >= 0).
+    network_min_eig : float or None
+        For LBDNs and R2DNs, the smallest ``lambda_min(I - A A^T - B B^T)`` over the Sandwich
+        layers. It is zero in exact arithmetic, so a tiny negative value (about -1e-16 in
+        float64) is rounding, not a failure; the layer check allows 64 machine epsilons of the
+        model's dtype. ``None`` for RENs.
     """
 
     model: str
@@ -68,7 +82,7 @@ def _np(tree: Any) -> Any:
 def dissipation_matrix(e: Any, cfg: ModelConfig, abar: float | None = None,
                        supply: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
                        contracting: bool | None = None) -> np.ndarray:
-    """The dissipation matrix L of DESIGN §3.4 for explicit parameters ``e`` (NumPy float64).
+    """The dissipation matrix L (docs/math/certificates.md#dissipation-matrix) for explicit parameters ``e`` (NumPy float64).
 
     ``abar`` and ``supply`` default to the model's; ``contracting=True`` drops the input rows and
     the supply (the default for contracting families). Rows are ordered [dx; dw; du].
@@ -131,18 +145,40 @@ def _network_layers(e: Any) -> tuple:
 
 
 def certify(model: Any, *, float64_maps: bool = False) -> CertificateReport:
-    """Check a model of any backend against its certificate (DESIGN §3.4), in float64.
+    """Check a model of any backend against its certificate, in float64.
+
+    Builds the dissipation matrix (docs/math/certificates.md#dissipation-matrix) from
+    ``model.explicit()`` and checks that it is positive definite; then finds the certified rate
+    and, for Lipschitz and (Q, S, R) models, the certified gain by bisection.
 
     Parameters
     ----------
-    model : an r2dn model of any backend (only ``explicit()`` and ``config`` are read)
-    float64_maps : bool
-        ``False`` (default): certify the explicit matrices the model itself computes (in its
-        dtype). ``True``: recompute them from ``direct()`` in float64 first, which certifies the
+    model : r2dn model
+        A model of any backend (only ``model.explicit()`` and ``model.config`` are read).
+    float64_maps : bool, default False
+        ``False``: certify the explicit matrices the model itself computes (in its dtype).
+        ``True``: recompute them from ``direct()`` in float64 first, which certifies the
         parameter point itself. For float32 models whose certificate margin is below float32
-        rounding (a REN's input direction can be tight to O(eps): DESIGN §3.4) the two differ.
+        rounding (a REN's input direction can be tight to O(eps):
+        docs/math/certificates.md#certified) the two differ.
 
-    Raises ``ValueError`` when the model's explicit parameters are not finite.
+    Returns
+    -------
+    CertificateReport
+        ``certified``, ``min_eig``, ``scale``, ``relative_margin``, ``rate``, ``gamma`` and
+        ``network_min_eig``.
+
+    Raises
+    ------
+    ValueError
+        When the model's explicit parameters are not finite.
+
+    Examples
+    --------
+    >>> import r2dn, r2dn.numpy as rn
+    >>> report = r2dn.certify(rn.LipschitzREN(2, 3, 4, 1, gamma=2.0))
+    >>> report.certified, report.gamma <= 2.0
+    (True, True)
     """
     cfg: ModelConfig = model.config
     if float64_maps:

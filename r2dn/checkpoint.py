@@ -1,4 +1,5 @@
-"""Portable checkpoints: one safetensors file per model, readable by every backend (DESIGN §5).
+"""Portable checkpoints: one safetensors file per model, readable by every backend
+(docs/guides/porting.md#checkpoint-format).
 
 Tensors are ``model.direct()`` by canonical name; the metadata holds
 ``{"format": "r2dn/1", "config": <model.config as JSON>}``. The file is written and read here
@@ -36,10 +37,47 @@ MAX_HEADER_BYTES = 16 * 2**20
 def save(model: Any, path: str | os.PathLike) -> Path:
     """Write ``model`` (any backend) to ``path`` as an r2dn safetensors checkpoint.
 
-    The write goes to a temporary file that replaces ``path`` only when complete, so an
-    interrupted save never leaves a truncated checkpoint. Returns the path.
+    The write goes to a temporary file in the same folder that replaces ``path`` only when
+    complete, so an interrupted save never leaves a truncated checkpoint.
+
+    Parameters
+    ----------
+    model : r2dn model
+        A model of any backend (its ``config`` and ``direct()`` are stored).
+    path : str or os.PathLike
+        The file to write (conventionally ``*.safetensors``); its folder must exist.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Raises
+    ------
+    TypeError
+        If ``model`` is not an r2dn model (for example a state dict or a plain dict).
+    FileNotFoundError
+        If the folder of ``path`` does not exist.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, r2dn, r2dn.numpy as rn
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "lbdn.safetensors"
+    >>> r2dn.save(rn.LBDN(2, (8,), 1), path).name
+    'lbdn.safetensors'
+    >>> rn.load(path).config.model
+    'LBDN'
     """
+    if not isinstance(getattr(model, "config", None), ModelConfig) or not callable(
+            getattr(model, "direct", None)):
+        raise TypeError(f"save: `model` must be an r2dn model (of r2dn.numpy, r2dn.torch or "
+                        f"r2dn.jax); got {type(model).__name__}. To store a torch state dict or "
+                        "raw parameters, build the model first, e.g. "
+                        "r2dn.torch.from_direct(config, params).")
     path = Path(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"save: the folder {path.parent} of {path} does not exist; create "
+                                "it first (e.g. Path(path).parent.mkdir(parents=True)).")
     config_json = model.config.to_json()
     tensors = {k: np.ascontiguousarray(to_numpy(v)) for k, v in model.direct().items()}
     header: dict[str, Any] = {"__metadata__": {"format": FORMAT, "config": config_json}}
@@ -71,6 +109,11 @@ def _fail(path: Path, msg: str) -> CheckpointError:
 def _read_header(path: Path, blob: bytes) -> dict[str, Any]:
     if len(blob) < 8:
         raise _fail(path, f"truncated: {len(blob)} bytes, no safetensors header.")
+    if blob[:4] == b"PK\x03\x04" or blob[:1] == b"\x80":
+        raise _fail(path, "this is a pickle or zip file (as torch.save writes), not "
+                          "an r2dn checkpoint; r2dn never unpickles. Load it with the tool that "
+                          "wrote it, build the r2dn model (e.g. r2dn.torch.from_direct(config, "
+                          "state)) and write it with r2dn.save(model, path).")
     (n,) = struct.unpack("<Q", blob[:8])
     if n > MAX_HEADER_BYTES or 8 + n > len(blob):
         raise _fail(path, f"header length {n} exceeds the file ({len(blob)} bytes): truncated or "

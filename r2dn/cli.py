@@ -13,13 +13,20 @@ Subcommands:
 ``r2dn convert IN OUT [--to torch|jax|numpy] [--dtype float32|float64]``
     An r2dn checkpoint or a RobustNeuralNetworks.jl BSON file to an r2dn checkpoint, checked in a
     backend (:mod:`r2dn.porting`).
-``r2dn certify IN``
-    Print a stored model's certificate; exit status 1 if it is not certified.
+``r2dn certify IN [--json]``
+    Print a stored model's certificate (as JSON with ``--json``); exit status 1 if it is not
+    certified.
+
+Exit status: 0 success; 1 a failed certificate or check, or a file that cannot be read as a
+model; 2 a usage error (bad arguments, a missing file). A user error is one line on standard
+error, ``r2dn <command>: <message>``, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import sys
 from collections.abc import Callable, Sequence
 
@@ -127,16 +134,21 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_convert)
 
 
+def _fail(command: str, err: BaseException) -> int:
+    """Print ``r2dn <command>: <err>`` and return the exit status: 2 for a missing file, else 1."""
+    print(f"r2dn {command}: {err}", file=sys.stderr)
+    return 2 if isinstance(err, (FileNotFoundError, IsADirectoryError)) else 1
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
-    """``r2dn convert``: 0 on success, 1 with a one-line reason for a bad or unsupported file."""
+    """``r2dn convert``: 0 on success, 1 for a bad or unsupported file, 2 for a missing one."""
     from r2dn.porting import convert_file
 
     try:
         model, path = convert_file(args.src, args.dst, backend=args.to, key=args.key,
                                    dtype=args.dtype)
     except (OSError, ValueError, TypeError) as err:
-        print(f"r2dn convert: {err}", file=sys.stderr)
-        return 1
+        return _fail("convert", err)
     print(f"r2dn convert: {args.src} -> {path}: {model!r} checked in {args.to}")
     return 0
 
@@ -146,27 +158,50 @@ def cmd_convert(args: argparse.Namespace) -> int:
 def _add_certify(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("certify", help="certify a stored model (dissipation matrix, rate, gain)",
                        description="Load a checkpoint or BSON file in NumPy and print its "
-                                   "certificate (DESIGN §3.4); exit status 1 if not certified.")
+                                   "certificate (docs/math/certificates.md); exit status 1 if "
+                                   "not certified.")
     p.add_argument("src", metavar="IN")
     p.add_argument("--key", default="model", help="top-level key of the model in a BSON file")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.set_defaults(func=cmd_certify)
 
 
+#: one line per field of the certify report: what it means.
+CERTIFY_LEGEND = {
+    "certified": "the dissipation matrix is positive definite (and every Sandwich layer of an "
+                 "LBDN or R2DN is 1-Lipschitz to within rounding)",
+    "min_eig": "smallest eigenvalue of the dissipation matrix (> 0: certified)",
+    "scale": "largest |eigenvalue| of the dissipation matrix",
+    "relative_margin": "min_eig / scale: compare with the dtype's rounding (float32 ~1e-7)",
+    "rate": "certified contraction rate (<= abar); inf: not contracting; nan: feed-forward",
+    "gamma": "certified incremental gain ||dy|| <= gamma ||du|| (None: not a gain model)",
+    "network_min_eig": "min over Sandwich layers of lambda_min(I - A A^T - B B^T): zero in exact "
+                       "arithmetic, so a tiny negative value (~ -1e-16) is rounding, not a failure",
+}
+
+
+def _json_value(v: object) -> object:
+    return v if not isinstance(v, float) or math.isfinite(v) else str(v)
+
+
 def cmd_certify(args: argparse.Namespace) -> int:
-    """``r2dn certify``: print the report; 1 if not certified or the file is bad."""
+    """``r2dn certify``: print the report; 1 if not certified or the file is bad, 2 if missing."""
     import r2dn
     from r2dn.porting import load_any
 
     try:
         model = load_any(args.src, "numpy", key=args.key)
+        rep = r2dn.certify(model)
     except (OSError, ValueError, TypeError) as err:
-        print(f"r2dn certify: {err}", file=sys.stderr)
-        return 1
-    rep = r2dn.certify(model)
-    print(f"{model!r}")
-    for field in ("certified", "min_eig", "scale", "relative_margin", "rate", "gamma",
-                  "network_min_eig"):
-        print(f"  {field:16} {getattr(rep, field)}")
+        return _fail("certify", err)
+    fields = {f: getattr(rep, f) for f in CERTIFY_LEGEND}
+    if args.json:
+        print(json.dumps({"file": str(args.src), "model": rep.model,
+                          **{k: _json_value(v) for k, v in fields.items()}}))
+    else:
+        print(f"{model!r}")
+        for name, value in fields.items():
+            print(f"  {name:16} {value!s:24} {CERTIFY_LEGEND[name]}")
     return 0 if rep.certified else 1
 
 

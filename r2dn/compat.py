@@ -1,7 +1,7 @@
 """Compatibility presets: every constant that pins r2dn to another implementation's numbers.
 
 ``compat=None`` is r2dn's own convention. ``"julia"`` reproduces RobustNeuralNetworks.jl 0.3 and
-``"robustnn"`` the R2DN authors' JAX code (the paper's ``robustnn`` package). DESIGN §4 tabulates
+``"robustnn"`` the R2DN authors' JAX code (the paper's ``robustnn`` package). docs/math/compat.md#presets tabulates
 the differences; each one is a named field of :class:`Preset` so that no constant hides in a
 default argument.
 """
@@ -36,7 +36,7 @@ PASSIVE_D22_JULIA = "julia"
 
 @dataclass(frozen=True)
 class Preset:
-    """The constants one compatibility preset fixes (see DESIGN §4)."""
+    """The constants one compatibility preset fixes (see docs/math/compat.md#presets)."""
 
     norm_eps: float          # added to sum(X**2) in the polar norm and the Sandwich normalisation
     psi_clip: float | None   # clip d to [-psi_clip, psi_clip] before exp, or no clip

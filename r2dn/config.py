@@ -12,9 +12,11 @@ The constructor of every model class in every backend is one of the ``*_config``
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import math
 import numbers
+import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -97,7 +99,7 @@ class ModelConfig:
         """The incremental supply rate (Q, S, R) as float64 arrays; ``None`` for contracting models.
 
         Lipschitz models use Q = -I/gamma, S = 0, R = gamma I; passive RENs Q = -2 rho I, S = I,
-        R = -2 nu I (DESIGN §3.2).
+        R = -2 nu I (docs/math/index.md#incremental).
         """
         if self.model in LIPSCHITZ_FAMILIES:
             return lipschitz_supply(self.gamma, self.nu, self.ny)
@@ -304,6 +306,86 @@ def _validate(c: ModelConfig) -> None:  # noqa: C901 - a flat list of rules read
 
 # -- constructors: the signatures every backend's model classes share ---------------------------
 
+#: numpydoc entries of the constructor arguments, shared by the nine model classes.
+_PARAM_DOCS = {
+    "in_features": "in_features : int\n    Input width; inputs ``u`` have shape ``(batch, in_features)``.",
+    "out_features": "out_features : int\n    Output width; outputs have shape ``(batch, out_features)``.",
+    "hidden": "hidden : sequence of int\n    Widths of the hidden Sandwich layers{hidden_note}.",
+    "nu": "nu : int\n    Number of inputs; ``u`` is ``(batch, nu)``, a sequence ``us`` is ``(T, batch, nu)``.",
+    "nx": "nx : int\n    Number of states; ``x`` is ``(batch, nx)``.",
+    "nv": "nv : int\n    Number of neurons of the nonlinear channel (v, w of the explicit model).",
+    "ny": "ny : int\n    Number of outputs; ``y`` is ``(batch, ny)``.",
+    "gamma": "gamma : float\n    Incremental gain bound: ``||y(u1) - y(u2)|| <= gamma ||u1 - u2||``{gamma_note}.",
+    "learn_gamma": "learn_gamma : bool, default False\n    Train ``log_gamma`` as a free parameter "
+                   "(the bound is then the current ``exp(log_gamma)``).",
+    "Q": "Q : array_like, shape (ny, ny)\n    Output weight of the supply rate "
+         "``s = dy^T Q dy + 2 du^T S dy + du^T R du``; symmetric negative definite.",
+    "S": "S : array_like, shape (nu, ny)\n    Cross weight of the supply rate (note the shape: "
+         "it multiplies ``du`` on the left and ``dy`` on the right).",
+    "R": "R : array_like, shape (nu, nu)\n    Input weight of the supply rate; symmetric, with "
+         "``R - S Q^-1 S^T`` positive definite.",
+    "nu_index": "nu_index : float, default 0.0\n    Input passivity index nu of the supply "
+                "``2 du^T dy - 2 nu |du|^2 - 2 rho |dy|^2`` (negative allows a shortage).",
+    "rho_index": "rho_index : float, default 0.0\n    Output passivity index rho >= 0; with "
+                 "``rho_index > 0`` the indices must satisfy ``nu_index * rho_index < 1/4``.",
+    "abar": "abar : float, default 1.0\n    Contraction rate, ``0 < abar <= 1``: state differences "
+            "shrink at least like ``abar**t`` in the certificate's metric (1: contraction in the limit).",
+    "activation": "activation : {'relu', 'tanh', 'sigmoid', 'identity'} or callable, default 'relu'\n"
+                  "    Elementwise nonlinearity with slopes in [0, 1]; a callable must be written with "
+                  "the backend's array functions (and cannot be saved in a checkpoint).",
+    "polar": "polar : bool, default True\n    Polar parameterization of the Gram matrix: "
+             "``p**2 X^T X / ||X||_F**2`` with a free scalar ``p`` instead of ``X^T X``; better "
+             "conditioned training, same guarantees.",
+    "eps": "eps : float, optional\n    Regulariser added to the Gram matrix (``eps I``) so it is "
+           "positive definite; ``None`` picks 1e-12 in float64 and the float32 machine epsilon in "
+           "float32 (or the ``compat`` preset's). The certificate's margin is of this order.",
+    "init": "init : {'random', 'long_memory'}, default 'random'\n    ``'long_memory'`` starts "
+            "with the explicit A close to ``abar * I`` (slow dynamics, long memory).",
+    "identity_output": "identity_output : bool, default False\n    Output the state, ``y = x`` "
+                       "(needs ``ny == nx``; contracting models only).",
+    "d22_zero": "d22_zero : bool, default False\n    Fix D22 = 0 (no direct feed-through; "
+                "RobustNeuralNetworks.jl's ``D22_zero``).",
+    "seed": "seed : int, default 0\n    Seed of the NumPy generator that draws the initial "
+            "parameters (in float64, then cast): one seed gives the same model in every backend.",
+    "dtype": "dtype : {'float32', 'float64'}, optional\n    Parameter dtype; ``None`` means "
+             "{default_dtype} in this backend.",
+    "compat": "compat : {None, 'julia', 'robustnn'}, default None\n    Reproduce "
+              "RobustNeuralNetworks.jl 0.3 (``'julia'``) or the R2DN authors' JAX code "
+              "(``'robustnn'``) number for number (docs/math/compat.md#presets).",
+}
+
+_RAISES = """Raises
+------
+ValueError
+    A size, a bound or a supply matrix that is out of range (the message names it and the value
+    given), e.g. ``gamma <= 0`` or a ``Q`` that is not negative definite.
+TypeError
+    A missing or unknown argument, or a flag that is not a bool."""
+
+
+def _documented(summary: str, example: str, notes: str = "", **fill: str) -> Callable:
+    """Give a constructor a numpydoc docstring built from :data:`_PARAM_DOCS`.
+
+    The model classes of every backend take this docstring, with ``{default_dtype}`` filled in by
+    the backend; the constructor's own copy says ``default_dtype``.
+    """
+    def decorate(fn: Callable) -> Callable:
+        names = [n for n in inspect.signature(fn).parameters if n != "default_dtype"]
+        entries = (_PARAM_DOCS[n].replace("{hidden_note}", fill.get("hidden_note", ""))
+                   .replace("{gamma_note}", fill.get("gamma_note", "")) for n in names)
+        params = "\n".join(head + "\n" + textwrap.fill(text.strip(), 96, initial_indent="    ",
+                                                        subsequent_indent="    ")
+                            for head, text in (e.split("\n", 1) for e in entries))
+        parts = [summary, "Parameters\n----------\n" + params, _RAISES]
+        if notes:
+            parts.append("Notes\n-----\n" + notes)
+        parts.append("Examples\n--------\n" + example)
+        fn.__doc_template__ = "\n\n".join(parts)
+        fn.__doc__ = fn.__doc_template__.replace("{default_dtype}", "``default_dtype``")
+        return fn
+    return decorate
+
+
 def _common(model: str, dtype: str | None, default_dtype: str, eps: float | None,
             compat: Compat, **kw: Any) -> ModelConfig:
     dtype = default_dtype if dtype is None else dtype
@@ -320,19 +402,22 @@ def _common(model: str, dtype: str | None, default_dtype: str, eps: float | None
     return ModelConfig(model=model, dtype=dtype, eps=eps, compat=compat, **kw)
 
 
+@_documented('A 1-Lipschitz dense layer ``in_features -> out_features`` (docs/math/lbdn.md#sandwich).\n\nCalled as ``layer(u)`` with ``u`` of shape ``(batch, in_features)``; returns\n``(batch, out_features)``.',
+             '>>> import numpy as np, r2dn.numpy as rn\n>>> layer = rn.SandwichLayer(3, 2, activation="tanh")\n>>> layer(np.ones((4, 3))).shape\n(4, 2)')
 def sandwich_config(in_features: int, out_features: int, *, activation: Activation = "relu",
                     seed: int = 0, dtype: str | None = None, compat: Compat = None,
                     default_dtype: str = "float64") -> ModelConfig:
-    """SandwichLayer: a 1-Lipschitz dense layer ``in_features -> out_features``."""
     return _common("SandwichLayer", dtype, default_dtype, None, compat, in_features=in_features,
                    out_features=out_features, activation=activation, seed=seed)
 
 
+@_documented('A gamma-Lipschitz MLP of Sandwich layers with a linear last layer (docs/math/lbdn.md#lbdn-network).\n\nCalled as ``model(u)`` with ``u`` of shape ``(batch, in_features)``; returns\n``(batch, out_features)``, and ``||model(u1) - model(u2)|| <= gamma ||u1 - u2||`` for every pair.',
+             '>>> import numpy as np, r2dn, r2dn.numpy as rn\n>>> model = rn.LBDN(4, (16, 16), 2, gamma=3.0)\n>>> model(np.ones((5, 4))).shape\n(5, 2)\n>>> bool(r2dn.certify(model).certified)\nTrue',
+             hidden_note=' (``in_features -> hidden[0] -> ... -> out_features``)')
 def lbdn_config(in_features: int, hidden: Sequence[int], out_features: int, gamma: float = 1.0, *,
                 learn_gamma: bool = False, activation: Activation = "relu", seed: int = 0,
                 dtype: str | None = None, compat: Compat = None,
                 default_dtype: str = "float64") -> ModelConfig:
-    """LBDN: a gamma-Lipschitz MLP of Sandwich layers with a linear last layer."""
     return _common("LBDN", dtype, default_dtype, None, compat, in_features=in_features,
                    hidden=hidden, out_features=out_features, gamma=gamma, learn_gamma=learn_gamma,
                    activation=activation, seed=seed)
@@ -342,82 +427,94 @@ def _recurrent(model: str, nu, nx, nv, ny, *, dtype, default_dtype, eps, compat,
     return _common(model, dtype, default_dtype, eps, compat, nu=nu, nx=nx, nv=nv, ny=ny, **kw)
 
 
+@_documented('A REN contracting at rate ``abar`` (docs/math/ren.md#ren).\n\nThe state forgets its initial value: two trajectories with the same inputs approach each other\nat least like ``abar**t``. Its input-output map is not bounded (``D22`` and the output layer are\nfree).',
+             '>>> import numpy as np, r2dn.numpy as rn\n>>> model = rn.ContractingREN(nu=2, nx=3, nv=4, ny=1, abar=0.9)\n>>> xT, ys = model.simulate(model.init_state(5), np.zeros((10, 5, 2)))\n>>> ys.shape\n(10, 5, 1)')
 def contracting_ren_config(nu: int, nx: int, nv: int, ny: int, *, abar: float = 1.0,
                            activation: Activation = "relu", polar: bool = True,
                            eps: float | None = None, init: Literal["random", "long_memory"] = "random",
                            identity_output: bool = False, d22_zero: bool = False, seed: int = 0,
                            dtype: str | None = None, compat: Compat = None,
                            default_dtype: str = "float64") -> ModelConfig:
-    """ContractingREN: a REN contracting at rate ``abar``; ``d22_zero`` fixes D22 = 0."""
     return _recurrent("ContractingREN", nu, nx, nv, ny, dtype=dtype, default_dtype=default_dtype,
                       eps=eps, compat=compat, abar=abar, activation=activation, polar=polar,
                       init=init, identity_output=identity_output, d22_zero=d22_zero, seed=seed)
 
 
+@_documented('A REN with incremental gain at most ``gamma`` (docs/math/ren.md#d22).\n\nFrom equal initial states, ``||y1 - y2|| <= gamma ||u1 - u2||`` over any horizon (l2 norms of the\nwhole sequences); the model is also contracting at rate ``abar``.',
+             '>>> import r2dn, r2dn.numpy as rn\n>>> model = rn.LipschitzREN(nu=2, nx=3, nv=4, ny=2, gamma=1.5)\n>>> r2dn.certify(model).gamma <= 1.5\nTrue')
 def lipschitz_ren_config(nu: int, nx: int, nv: int, ny: int, gamma: float, *, abar: float = 1.0,
                          activation: Activation = "relu", polar: bool = True,
                          eps: float | None = None, init: Literal["random", "long_memory"] = "random",
                          d22_zero: bool = False, seed: int = 0, dtype: str | None = None,
                          compat: Compat = None, default_dtype: str = "float64") -> ModelConfig:
-    """LipschitzREN: a REN with incremental gain at most ``gamma``; ``d22_zero`` fixes D22 = 0."""
     return _recurrent("LipschitzREN", nu, nx, nv, ny, dtype=dtype, default_dtype=default_dtype,
                       eps=eps, compat=compat, gamma=gamma, abar=abar, activation=activation,
                       polar=polar, init=init, d22_zero=d22_zero, seed=seed)
 
 
+@_documented('A REN that is incrementally (Q, S, R)-dissipative (docs/math/ren.md#supply).\n\nFrom equal initial states, the supply ``sum_t dy^T Q dy + 2 du^T S dy + du^T R du >= 0`` over any\nhorizon, for any two input sequences; the model is also contracting at rate ``abar``.',
+             '>>> import numpy as np, r2dn, r2dn.numpy as rn\n>>> Q, S, R = -np.eye(1), np.zeros((2, 1)), 4.0 * np.eye(2)    # gain <= 2\n>>> model = rn.GeneralREN(nu=2, nx=3, nv=4, ny=1, Q=Q, S=S, R=R)\n>>> bool(r2dn.certify(model).certified)\nTrue',
+             'Conventions: ``S`` is ``(nu, ny)``. Q = -I/gamma, S = 0, R = gamma I is a gamma-Lipschitz model\n(docs/math/index.md#qsr-conventions).')
 def general_ren_config(nu: int, nx: int, nv: int, ny: int, Q: Any, S: Any, R: Any, *,
                        abar: float = 1.0, activation: Activation = "relu", polar: bool = True,
                        eps: float | None = None, init: Literal["random", "long_memory"] = "random",
                        seed: int = 0, dtype: str | None = None, compat: Compat = None,
                        default_dtype: str = "float64") -> ModelConfig:
-    """GeneralREN: a REN that is incrementally (Q, S, R)-dissipative."""
     return _recurrent("GeneralREN", nu, nx, nv, ny, dtype=dtype, default_dtype=default_dtype,
                       eps=eps, compat=compat, Q=Q, S=S, R=R, abar=abar, activation=activation,
                       polar=polar, init=init, seed=seed)
 
 
+@_documented('A REN that is incrementally passive with indices (``nu_index``, ``rho_index``); needs ``nu == ny``\n(docs/math/ren.md#passive).\n\nThe supply is ``2 du^T dy - 2 nu_index |du|^2 - 2 rho_index |dy|^2``, i.e. (Q, S, R) =\n(-2 rho_index I, I, -2 nu_index I).',
+             '>>> import r2dn, r2dn.numpy as rn\n>>> model = rn.PassiveREN(nu=2, nx=3, nv=4, ny=2, nu_index=0.0, rho_index=0.5)\n>>> bool(r2dn.certify(model).certified)\nTrue')
 def passive_ren_config(nu: int, nx: int, nv: int, ny: int, *, nu_index: float = 0.0,
                        rho_index: float = 0.0, abar: float = 1.0, activation: Activation = "relu",
                        polar: bool = True, eps: float | None = None,
                        init: Literal["random", "long_memory"] = "random", seed: int = 0,
                        dtype: str | None = None, compat: Compat = None,
                        default_dtype: str = "float64") -> ModelConfig:
-    """PassiveREN: a REN that is incrementally passive with indices (nu_index, rho_index); nu == ny."""
     return _recurrent("PassiveREN", nu, nx, nv, ny, dtype=dtype, default_dtype=default_dtype,
                       eps=eps, compat=compat, nu_index=nu_index, rho_index=rho_index, abar=abar,
                       activation=activation, polar=polar, init=init, seed=seed)
 
 
+@_documented('An R2DN contracting at rate ``abar`` (docs/math/r2dn.md#contracting).\n\nAn LTI system in feedback with a 1-Lipschitz LBDN of widths ``nv -> hidden -> nv``: no\nequilibrium to solve, so each step is a few dense products.',
+             '>>> import numpy as np, r2dn.numpy as rn\n>>> model = rn.ContractingR2DN(nu=2, nx=3, nv=4, ny=1, hidden=(8,))\n>>> xT, ys = model.simulate(model.init_state(5), np.zeros((10, 5, 2)))\n>>> ys.shape\n(10, 5, 1)',
+             hidden_note=' of the network phi (``nv -> hidden -> nv``)')
 def contracting_r2dn_config(nu: int, nx: int, nv: int, ny: int, hidden: Sequence[int], *,
                             abar: float = 1.0, activation: Activation = "relu", polar: bool = True,
                             eps: float | None = None,
                             init: Literal["random", "long_memory"] = "random",
                             identity_output: bool = False, seed: int = 0, dtype: str | None = None,
                             compat: Compat = None, default_dtype: str = "float64") -> ModelConfig:
-    """ContractingR2DN: an R2DN contracting at rate ``abar``; ``hidden`` are its LBDN's widths."""
     return _recurrent("ContractingR2DN", nu, nx, nv, ny, dtype=dtype, default_dtype=default_dtype,
                       eps=eps, compat=compat, hidden=hidden, abar=abar, activation=activation,
                       polar=polar, init=init, identity_output=identity_output, seed=seed)
 
 
+@_documented('An R2DN with incremental gain at most ``gamma`` (docs/math/r2dn.md#qsr).\n\nFrom equal initial states, ``||y1 - y2|| <= gamma ||u1 - u2||`` over any horizon; the model is\nalso contracting at rate ``abar``.',
+             '>>> import numpy as np, r2dn, r2dn.numpy as rn\n>>> model = rn.LipschitzR2DN(nu=2, nx=8, nv=16, ny=1, hidden=(32,), gamma=2.0)\n>>> xT, ys = model.simulate(model.init_state(4), np.zeros((50, 4, 2)))\n>>> r2dn.certify(model).gamma <= 2.0\nTrue',
+             hidden_note=' of the network phi (``nv -> hidden -> nv``)')
 def lipschitz_r2dn_config(nu: int, nx: int, nv: int, ny: int, hidden: Sequence[int], gamma: float,
                           *, abar: float = 1.0, activation: Activation = "relu", polar: bool = True,
                           eps: float | None = None, init: Literal["random", "long_memory"] = "random",
                           seed: int = 0, dtype: str | None = None, compat: Compat = None,
                           default_dtype: str = "float64") -> ModelConfig:
-    """LipschitzR2DN: an R2DN with incremental gain at most ``gamma``."""
     return _recurrent("LipschitzR2DN", nu, nx, nv, ny, dtype=dtype, default_dtype=default_dtype,
                       eps=eps, compat=compat, hidden=hidden, gamma=gamma, abar=abar,
                       activation=activation, polar=polar, init=init, seed=seed)
 
 
+@_documented('An R2DN that is incrementally (Q, S, R)-dissipative (docs/math/r2dn.md#qsr).\n\nFrom equal initial states, ``sum_t dy^T Q dy + 2 du^T S dy + du^T R du >= 0`` over any horizon;\nthe model is also contracting at rate ``abar``.',
+             '>>> import numpy as np, r2dn, r2dn.numpy as rn\n>>> Q, S, R = -np.eye(1), np.zeros((2, 1)), 4.0 * np.eye(2)\n>>> model = rn.GeneralR2DN(nu=2, nx=3, nv=4, ny=1, hidden=(8,), Q=Q, S=S, R=R)\n>>> bool(r2dn.certify(model).certified)\nTrue',
+             'Conventions: ``S`` is ``(nu, ny)`` (docs/math/index.md#qsr-conventions).',
+             hidden_note=' of the network phi (``nv -> hidden -> nv``)')
 def general_r2dn_config(nu: int, nx: int, nv: int, ny: int, hidden: Sequence[int], Q: Any, S: Any,
                         R: Any, *, abar: float = 1.0, activation: Activation = "relu",
                         polar: bool = True, eps: float | None = None,
                         init: Literal["random", "long_memory"] = "random", seed: int = 0,
                         dtype: str | None = None, compat: Compat = None,
                         default_dtype: str = "float64") -> ModelConfig:
-    """GeneralR2DN: an R2DN that is incrementally (Q, S, R)-dissipative."""
     return _recurrent("GeneralR2DN", nu, nx, nv, ny, dtype=dtype, default_dtype=default_dtype,
                       eps=eps, compat=compat, hidden=hidden, Q=Q, S=S, R=R, abar=abar,
                       activation=activation, polar=polar, init=init, seed=seed)

@@ -15,8 +15,9 @@ from .config import R2DN_FAMILIES, ModelConfig
 #: long-memory init: F = abar (I - diag(LONG_MEMORY_SPREAD * U[0, 1))), so A is close to abar I.
 LONG_MEMORY_SPREAD = 0.05
 #: long-memory REN init: Lambda = (lambda_max(D11 + D11^T) / 2 + LONG_MEMORY_LAMBDA_MARGIN) I.
-#: DESIGN §3.2 says 1e-4; with nv = 1 (D11 = 0) that makes Lambda = 1e-4 and the explicit
-#: D12 = Lambda^-1 D12 about 1e4 times too large (ill-conditioned in float32), so we keep Lambda >= 1.
+#: A margin of 1e-4 would do for the guarantee, but with nv = 1 (D11 = 0) it makes Lambda = 1e-4
+#: and the explicit D12 = Lambda^-1 D12 about 1e4 times too large (ill-conditioned in float32), so
+#: we keep Lambda >= 1 (docs/math/ren.md#long-memory-init).
 LONG_MEMORY_LAMBDA_MARGIN = 1.0
 
 
@@ -87,7 +88,7 @@ def _long_memory_X(rng: np.random.Generator, cfg: ModelConfig) -> tuple[np.ndarr
     """``X`` with ``X^T X`` = the H of E = I, P = abar^2 I, F = abar (I - spread diag U), B1 = C1 = 0.
 
     Returns ``(X, Y)`` with Y = I. For a REN the neuron block is 2 Lambda - D11 - D11^T with a
-    random D11 and Lambda just large enough (DESIGN §3.2), so the initial A is close to abar I.
+    random D11 and Lambda just large enough (docs/math/ren.md#ren), so the initial A is close to abar I.
     """
     nx, abar = cfg.nx, cfg.abar
     F = abar * np.diag(1.0 - LONG_MEMORY_SPREAD * rng.uniform(size=nx))
@@ -110,7 +111,7 @@ def init_direct(cfg: ModelConfig) -> dict[str, np.ndarray]:
 
     ``init="random"``: Glorot-normal matrices, ``p`` and every ``a`` equal to the norm of their
     matrix (so the polar scaling starts at 1), ``bx = 0``, ``D22 = 0`` for contracting models, and
-    ``X3 = I, Y3 = 0, Z3 = 0`` (so D22 starts near 0). ``init="long_memory"``: as DESIGN §3.2-3.3,
+    ``X3 = I, Y3 = 0, Z3 = 0`` (so D22 starts near 0). ``init="long_memory"``: as docs/math/ren.md#long-memory-init and docs/math/r2dn.md#long-memory-init,
     with B1 = C1 = 0 and the initial A close to abar I.
     """
     rng = np.random.default_rng(cfg.seed)

@@ -38,7 +38,9 @@ def load_any(path: str | os.PathLike, backend: str = "numpy", *, key: str = "mod
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"r2dn: no such file: {path}")
+        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise FileNotFoundError(f"{path} {what}; give the path of an r2dn checkpoint "
+                                "(.safetensors) or a RobustNeuralNetworks.jl BSON file.")
     rn = backends.module(backends.check_name("r2dn.porting.load_any", backend))
     if _looks_like_bson(path):
         from r2dn.julia import load_model

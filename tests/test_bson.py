@@ -556,7 +556,7 @@ def test_dense_mnist_reproduces_julia_test_accuracy():
 
 
 def test_lbdn_mnist_reproduces_julia_test_accuracy():
-    """Julia docs: 97.24 % test accuracy, via the Sandwich layers of DESIGN.md section 3.1."""
+    """Julia docs: 97.24 % test accuracy, via the Sandwich layers of docs/math/lbdn.md#sandwich."""
     x, labels = _mnist_test_set()
     lbdn = read_bson(julia_file("lbdn_mnist"))["model"]["layers"][0]
     direct = lbdn["params"]["direct"]

@@ -1,5 +1,5 @@
 """Checkpoints and convert() across backends: every family, every backend pair, exact parameters
-and equal outputs (DESIGN §5)."""
+and equal outputs (docs/guides/porting.md#checkpoint-format)."""
 
 from __future__ import annotations
 

@@ -43,8 +43,10 @@ def test_convert_bad_files_exit_1_with_a_reason(tmp_path, capsys, content):
 
 
 def test_convert_missing_file(tmp_path, capsys):
-    assert main(["convert", str(tmp_path / "none"), str(tmp_path / "out")]) == 1
-    assert "no such file" in capsys.readouterr().err
+    """A missing input is a usage error: exit status 2, one line naming the path."""
+    assert main(["convert", str(tmp_path / "none"), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("r2dn convert: ") and f"{tmp_path / 'none'} does not exist" in err
 
 
 @pytest.mark.skipif(data_dir("julia") is None, reason="../shared/data/julia not found")

@@ -19,7 +19,7 @@ import r2dn.julia as rj
 import r2dn.numpy as rn
 from r2dn.julia.bson import JuliaStruct, JuliaType, read_bson
 from r2dn.errors import BSONError
-from r2dn.julia import datasets
+from r2dn_examples import datasets
 
 from conftest import TOL
 from helpers import assert_close, build, data_dir, perturb
@@ -295,7 +295,7 @@ def test_compat_none_that_julia_computes_differently_is_refused():
 
 
 def test_julia_d22_conventions_differ_where_documented():
-    """compat='julia' changes D22 exactly where DESIGN §4 says (negative control of the refusal)."""
+    """compat='julia' changes D22 exactly where docs/math/compat.md#presets says (negative control of the refusal)."""
     for fam, nu, ny, kw in (("LipschitzREN", 3, 2, {}), ("GeneralREN", 3, 2, {}),
                             ("PassiveREN", 2, 2, {"nu_index": 0.1, "rho_index": 0.4})):
         m = perturb(rn, build(rn, fam, nu, 3, 4, ny, seed=2, **kw), 1)

@@ -1,6 +1,6 @@
 """Every family is certified: on random draws, on perturbed free parameters, and step by step.
 
-The oracle is the certificate maths (DESIGN §3.4): the dissipation matrix built from
+The oracle is the certificate maths (docs/math/certificates.md#dissipation-matrix): the dissipation matrix built from
 ``explicit()`` is positive definite, and the one-step dissipation inequality holds on random
 pairs. Each property has a negative control that breaks a model and must be caught.
 """
@@ -159,7 +159,7 @@ def test_every_io_shape_regime_certified(family, nu, ny, scale):
 @given(nu=st.integers(1, 7), ny=st.integers(1, 7), seed=st.integers(0, 2**16),
        compat=st.sampled_from([None, "julia"]))
 def test_feedthrough_contraction_has_norm_below_one(nu, ny, seed, compat):
-    """The Cayley-type N of DESIGN §3.2 satisfies ||N||_2 < 1 in every shape regime."""
+    """The Cayley-type N of docs/math/ren.md#ren satisfies ||N||_2 < 1 in every shape regime."""
     import array_api_compat.numpy as xnp
     from r2dn._spec.ren import contraction_N
     model = perturb(rn, rn.LipschitzREN(nu, 2, 2, ny, 1.0, seed=seed, compat=compat), seed, 2.0)

@@ -67,7 +67,7 @@ def test_lbdn_within_gamma(n_in, hidden, n_out, gamma, seed):
 
 
 def test_lbdn_fused_equals_layer_by_layer():
-    """The fused evaluation (DESIGN §6) equals the literal formula of §3.1, layer by layer."""
+    """The fused evaluation (docs/math/performance.md#performance) equals the literal formula (docs/math/lbdn.md#sandwich), layer by layer."""
     model = perturb(rn, rn.LBDN(3, (5, 4), 2, 2.5, activation="tanh", seed=1), 1)
     e = model.explicit()
     u = np.random.default_rng(0).normal(size=(7, 3))
@@ -169,7 +169,7 @@ def test_lipschitz_ren_equals_general_ren(nu, ny):
 
 
 def test_r2dn_contracting_equals_general_without_io_channel():
-    """DESIGN §3.3: with D-hat = 0 and no input/output channel the maps coincide."""
+    """docs/math/r2dn.md#r2dn: with D-hat = 0 and no input/output channel the maps coincide."""
     nu, nx, nv, ny = 2, 3, 4, 2
     con = perturb(rn, rn.ContractingR2DN(nu, nx, nv, ny, (3,), seed=1), 1)
     d = con.direct()

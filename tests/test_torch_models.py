@@ -335,7 +335,7 @@ def test_dtype_and_kind_errors():
     with pytest.raises(TypeError,
                        match=r"`us` must be a floating array of dtype float32; got dtype int64"):
         model.simulate(x0, torch.zeros(3, 2, 2, dtype=torch.int64))
-    with pytest.raises(TypeError, match=r"`us` must be a torch\.Tensor; got ndarray"):
+    with pytest.raises(TypeError, match=r"`us` is a numpy\.ndarray, but this is an r2dn\.torch model"):
         model.simulate(x0, np.zeros((3, 2, 2), dtype=np.float32))
     with pytest.raises(TypeError, match=r"`x0` must be an array; got list"):
         model.simulate([[0.0] * 3] * 2, torch.zeros(3, 2, 2))

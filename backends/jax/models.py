@@ -159,6 +159,8 @@ class JaxModel:
         recurrent model, or ``u (batch, in_features) -> y (batch, out_features)`` of a feed-forward
         one. Compiled; full-precision matmuls; raises ``ValueError``/``TypeError`` on wrong shapes
         or dtypes (at trace time, so also inside ``jax.jit``)."""
+        for name, arg in zip(("x", "u") if len(args) == 2 else ("u",), args):
+            self._check_eager("forward", name, arg)
         return _forward(self, *args)
 
 
@@ -198,6 +200,8 @@ class JaxRecurrent:
                              f"bool; got unroll={unroll!r}.")
         if isinstance(unroll, bool):          # lax.scan's True is "all steps"; keep 1 != True for jit
             unroll = max(1, getattr(us, "shape", (1,))[0]) if unroll else 1
+        self._check_eager("simulate", "x0", x0)
+        self._check_eager("simulate", "us", us)
         return _simulate(self, x0, us, unroll=unroll)
 
 

@@ -30,8 +30,8 @@ Names and shapes (see :mod:`r2dn.julia.convert`): Julia's fields map to r2dn's c
 :func:`install` (the only function that downloads), :func:`to_julia`, :func:`simulate_in_julia`,
 :func:`evaluate_in_julia` and :func:`compare`.
 
-**Example data** (:mod:`r2dn.julia.datasets`): the MNIST idx reader and the reaction-diffusion PDE
-of the Julia observer example, in NumPy.
+The data of the Julia examples (the MNIST idx reader, the reaction-diffusion PDE) live with the
+examples, in ``r2dn_examples.datasets``.
 
 >>> import numpy as np, r2dn.numpy as rn, r2dn.julia
 >>> model = rn.ContractingREN(2, 3, 4, 1, compat="julia")
@@ -44,7 +44,6 @@ of the Julia observer example, in NumPy.
 
 from .bson import read_bson
 
-from . import datasets
 from .bridge import (JuliaUnavailableError, available, compare, evaluate_in_julia, install,
                      julia_call, reason, simulate_in_julia, to_julia)
 from .convert import JULIA_ACTIVATIONS, Converted, convert_value, inverse_cayley, load_direct, \
@@ -56,7 +55,7 @@ from .writer import write_bson
 __all__ = [
     "JULIA_ACTIVATIONS", "MLP", "POST_FUNCTIONS", "Converted", "ExplicitREN", "JuliaModelInfo",
     "JuliaUnavailableError", "as_model_array", "available", "check_julia_compatible", "compare",
-    "convert_value", "datasets", "evaluate_in_julia", "install", "inverse_cayley", "julia_call",
+    "convert_value", "evaluate_in_julia", "install", "inverse_cayley", "julia_call",
     "julia_struct", "load_direct", "load_model", "read_bson", "reason", "simulate_in_julia",
     "to_julia", "write_bson",
 ]

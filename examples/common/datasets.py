@@ -10,7 +10,9 @@ Two examples of RobustNeuralNetworks.jl 0.3 produced the Julia-trained models r2
   :func:`reaction_diffusion` simulates that PDE exactly as the example does, and
   :func:`observer_inputs` builds the observer's inputs ``[b; b; xi_25]``.
 
-Everything here is plain NumPy, seeded by the caller's ``numpy.random.Generator``.
+The paper's observer example (``examples/pde_observer.py``) uses the same PDE through
+:func:`reaction_diffusion`. Everything here is plain NumPy, seeded by the caller's
+``numpy.random.Generator``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .models import as_model_array
+from r2dn.julia.models import as_model_array
 
 __all__ = [
     "PDE_BOUNDARY_STEP", "PDE_DT", "PDE_DZ", "PDE_EULER_STEPS", "PDE_LENGTH", "PDE_MEASURED_INDEX",
