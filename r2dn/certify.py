@@ -191,9 +191,9 @@ def _warn(cfg: ModelConfig, rep: CertificateReport, model: Any, float64_maps: bo
                  "model.to(torch.float64), or r2dn.porting to a float64 model), or move it away "
                  "from this ill-conditioned point (smaller parameters, larger eps).")
     else:
-        what += (": the parameter point itself is not certified (a model edited by hand, a "
-                 "non-finite-precision construction or a preset outside the guarantee). Rebuild "
-                 "it from its direct parameters or report it with its config.")
+        what += (": the parameter point itself is not certified (explicit matrices edited by "
+                 "hand, or a preset whose construction does not guarantee this supply). Rebuild "
+                 "the model from its direct parameters, or report it with its config.")
     warnings.warn(what, R2DNWarning, stacklevel=3)
 
 
