@@ -197,7 +197,8 @@ def _warn(cfg: ModelConfig, rep: CertificateReport, model: Any, float64_maps: bo
     warnings.warn(what, R2DNWarning, stacklevel=3)
 
 
-def certify(model: Any, *, float64_maps: bool = False, warn: bool = True) -> CertificateReport:
+def certify(model: Any, *, float64_maps: bool = False, warn: bool = True,
+            bounds: bool = True) -> CertificateReport:
     """Check a model of any backend against its certificate (DESIGN §3.4), in float64.
 
     The certificate is checked on the explicit matrices the model runs, read exactly into
@@ -226,6 +227,9 @@ def certify(model: Any, *, float64_maps: bool = False, warn: bool = True) -> Cer
         Emit an :class:`r2dn.errors.R2DNWarning` when the model is not certified, saying whether
         its parameters are certified in float64 (then its float32 arithmetic is what cannot be
         trusted, and it should run in float64) or not at all.
+    bounds : bool
+        ``False`` skips the bisections for ``rate`` and ``gamma`` (reported as ``nan`` and
+        ``None``): the verdict and ``delta`` alone, about 30 times faster (sweeps).
 
     Returns
     -------
@@ -261,26 +265,30 @@ def certify(model: Any, *, float64_maps: bool = False, warn: bool = True) -> Cer
     net = _sandwich_min_eig(_network_layers(e)) if cfg.family == "r2dn" else None
     delta = _slack(e, cfg)
     certified = delta <= allowance and (net is None or net >= -tol)
+    rate, gamma = _bounds(e, cfg, allowance) if bounds else (math.nan, None)
+    rep = CertificateReport(cfg.model, min_eig, scale, certified, rate, gamma, net, delta,
+                            allowance)
+    if warn and not certified:
+        _warn(cfg, rep, model, float64_maps)
+    return rep
+
+
+def _bounds(e: Any, cfg: ModelConfig, allowance: float) -> tuple[float, float | None]:
+    """Certified rate (supply relaxed by ``allowance``) and gain (abar relaxed by it)."""
     supply = relaxed_supply(cfg, allowance)
 
     def rate_ok(a: float) -> bool:
         return _min_eig(dissipation_matrix(e, cfg, abar=a, supply=supply)) > 0
 
     rate = _bisect(rate_ok, 0.0, 1.0) if rate_ok(1.0) else math.inf
-    gamma = None
-    if cfg.model not in CONTRACTING_FAMILIES:
-        ref = cfg.gamma if cfg.model in LIPSCHITZ_FAMILIES else 1.0
-        abar = cfg.abar * (1 + allowance)
+    if cfg.model in CONTRACTING_FAMILIES:
+        return rate, None
+    ref = cfg.gamma if cfg.model in LIPSCHITZ_FAMILIES else 1.0
+    abar = cfg.abar * (1 + allowance)
 
-        def gain_ok(g: float) -> bool:
-            S = lipschitz_supply(g, cfg.nu, cfg.ny)
-            return _min_eig(dissipation_matrix(e, cfg, abar=abar, supply=S,
-                                               contracting=False)) > 0
+    def gain_ok(g: float) -> bool:
+        S = lipschitz_supply(g, cfg.nu, cfg.ny)
+        return _min_eig(dissipation_matrix(e, cfg, abar=abar, supply=S, contracting=False)) > 0
 
-        hi = ref * GAIN_SEARCH_RANGE
-        gamma = _bisect(gain_ok, ref / GAIN_SEARCH_RANGE, hi) if gain_ok(hi) else math.inf
-    rep = CertificateReport(cfg.model, min_eig, scale, certified, rate, gamma, net, delta,
-                            allowance)
-    if warn and not certified:
-        _warn(cfg, rep, model, float64_maps)
-    return rep
+    hi = ref * GAIN_SEARCH_RANGE
+    return rate, (_bisect(gain_ok, ref / GAIN_SEARCH_RANGE, hi) if gain_ok(hi) else math.inf)
