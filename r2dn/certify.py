@@ -26,7 +26,8 @@ from .config import CONTRACTING_FAMILIES, LIPSCHITZ_FAMILIES, ModelConfig, lipsc
 BISECTION_STEPS = 50
 #: certified gain search range, relative to the configured gamma (or to 1).
 GAIN_SEARCH_RANGE = 1e12
-#: tolerance of the lossless Sandwich-layer certificate, in units of the model dtype's epsilon.
+#: tolerance of the lossless Sandwich-layer certificate, in units of the model dtype's epsilon
+#: times cond(I + A) of the layer (the conditioning of its Cayley transform).
 SANDWICH_TOL_ULPS = 64
 #: rounding allowance of a recurrent model's certificate, in units of its dtype's epsilon: the
 #: relative slack ``delta`` of rate and gain (or supply) up to which a model counts as certified
@@ -52,7 +53,8 @@ class CertificateReport:
         one is certified).
     network_min_eig : for LBDNs and R2DNs, min over Sandwich layers of
         lambda_min(I - A A^T - B B^T), which is zero up to rounding for an exact Cayley transform
-        (the layer is 1-Lipschitz iff it is >= 0).
+        (the layer is 1-Lipschitz iff it is >= 0; certified while >= -64 u cond(I + A), the
+        rounding of its Cayley transform).
     delta : the smallest relative slack at which the model's own explicit matrices are
         certified: they provably meet the rate ``abar (1 + delta)`` and the gain
         ``gamma (1 + delta)`` (Lipschitz), or the supply ``s(dy, du) + delta ||Sigma|| |du|^2``
@@ -133,12 +135,19 @@ def _bisect(feasible, lo: float, hi: float) -> float:
     return hi
 
 
-def _sandwich_min_eig(layers: Any) -> float:
+def _sandwich_min_eig(layers: Any, ulps: float = 0.0) -> float:
+    """min over layers of lambda_min(I - A A^T - B B^T) + ulps * cond(I + A): the layer's
+    eigenvalue with its rounding allowance added (``ulps = tolerance of one unit of cond``).
+
+    The Cayley transform's orthogonality error grows with cond(I + Z) = cond(I + A), since
+    I + A^T = 2 (I + Z)^-1; the linear output layer (no A) gets ``ulps`` alone.
+    """
     out = math.inf
     for layer in layers:
         AAt = 0.0 if layer.A is None else layer.A @ layer.A.T
         G = np.eye(layer.B.shape[0]) - AAt - layer.B @ layer.B.T
-        out = min(out, _min_eig(G))
+        cond = 1.0 if layer.A is None else float(np.linalg.cond(np.eye(len(layer.A)) + layer.A))
+        out = min(out, _min_eig(G) + ulps * cond)
     return out
 
 
@@ -254,7 +263,7 @@ def certify(model: Any, *, float64_maps: bool = False, warn: bool = True,
     allowance = ROUNDING_ULPS * float(np.finfo(dtype).eps)
     if cfg.family in ("lbdn", "sandwich"):
         net = _sandwich_min_eig(_network_layers(e))
-        ok = net >= -tol
+        ok = _sandwich_min_eig(_network_layers(e), tol) >= 0
         gamma = float(e.sqrt_gamma[0] ** 2) if cfg.family == "lbdn" else 1.0
         return CertificateReport(cfg.model, net, 1.0, ok, math.nan, gamma if ok else math.inf, net,
                                  0.0 if ok else math.inf, allowance)
@@ -264,7 +273,8 @@ def certify(model: Any, *, float64_maps: bool = False, warn: bool = True,
     min_eig, scale = float(eigs[0]), float(np.max(np.abs(eigs)))
     net = _sandwich_min_eig(_network_layers(e)) if cfg.family == "r2dn" else None
     delta = _slack(e, cfg)
-    certified = delta <= allowance and (net is None or net >= -tol)
+    certified = delta <= allowance and (net is None
+                                        or _sandwich_min_eig(_network_layers(e), tol) >= 0)
     rate, gamma = _bounds(e, cfg, allowance) if bounds else (math.nan, None)
     rep = CertificateReport(cfg.model, min_eig, scale, certified, rate, gamma, net, delta,
                             allowance)
