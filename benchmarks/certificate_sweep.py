@@ -5,7 +5,8 @@ gamma, abar, (Q, S, R) and options, every free parameter moved by 1, 3 or 10 tim
 
 The check is ``r2dn.certify`` on the model's own explicit matrices (read in float64): certified
 when the relative slack ``delta`` its matrices need (rate abar (1 + delta), gain gamma (1 + delta)
-or the supply relaxed by delta) is within the rounding allowance of its dtype (64 ulps). Prints,
+or the supply relaxed by delta) is within the rounding allowance of its dtype (64 ulps, times
+max(1, scale / ||Sigma||) for dissipative models). Prints,
 per family and dtype, the models drawn, those not certified, the largest delta in ulps and the
 smallest relative margin; exits with status 1 if any model is not certified.
 """
@@ -95,7 +96,7 @@ def main() -> int:
             failures.append((trial, scale, model.config, rep))
     seconds = time.perf_counter() - start
     print(f"{trials} models in {seconds:.0f} s: {len(failures)} not certified "
-          f"(rounding allowance {ROUNDING_ULPS} ulps)")
+          f"(rounding allowance {ROUNDING_ULPS} ulps x max(1, scale / ||Sigma||))")
     print(f"{'family':<17}{'dtype':<9}{'models':>7}{'uncert.':>8}{'delta>0':>8}"
           f"{'max delta (ulps)':>18}{'min margin':>12}")
     for (family, dtype) in sorted(count):
