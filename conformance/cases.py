@@ -239,6 +239,13 @@ _COMPATS = (None, "julia", "robustnn")
 _DTYPES = ("float64", "float32")
 
 
+#: full-tier cases the quick tier runs too: the float32 PassiveREN whose E has cond 2e5 (its
+#: float32 arithmetic cannot follow the float64 reference; certify must say so, see
+#: known_differences.toml) and the float32 ContractingREN once 1.7e-5 off in its gradient.
+REGRESSION_CASES = ("PassiveREN-u1x3v4y1-sigmoid-a0.7-nu0rho0-robustnn-f32-T10b12",
+                    "ContractingREN-u1x3v4y3-idout-julia-f32-T10b12")
+
+
 def _quick() -> list[Case]:
     """Hand-picked covering design: ~7 cases per recurrent family, 4 per feed-forward family."""
     R, Cs = [], Case
@@ -285,6 +292,8 @@ def _quick() -> list[Case]:
     R.append(Cs("SandwichLayer", 2, 0, 0, 4, activation="tanh", dtype="float32",
                 compat="robustnn"))
     R.append(Cs("SandwichLayer", 1, 0, 0, 1, activation="identity", compat="julia"))
+    # full-tier cases that once failed (issue 17), so CI catches a regression
+    R += [c for c in _full_extra() if c.id in REGRESSION_CASES]
     return R
 
 

@@ -14,6 +14,7 @@ from hypothesis import given, settings, strategies as st
 import r2dn
 import r2dn.numpy as rn
 from r2dn.config import CONTRACTING_FAMILIES, LIPSCHITZ_FAMILIES
+from r2dn.errors import R2DNWarning
 
 from helpers import RECURRENT, build, perturb
 
@@ -63,7 +64,9 @@ class _Scaled:
 def test_negative_control_broken_A_not_certified(family):
     model = build(rn, family, 2, 3, 4, 2, seed=3, init="long_memory")
     assert r2dn.certify(model).certified
-    assert not r2dn.certify(_Scaled(model, "A", 1.5)).certified
+    with pytest.warns(R2DNWarning, match="parameter point itself is not certified"):
+        rep = r2dn.certify(_Scaled(model, "A", 1.5))
+    assert not rep.certified and rep.delta > 1e-3
 
 
 def _one_step_slack(model, rng, batch=64):
@@ -175,5 +178,44 @@ def test_float64_maps_certify_the_parameter_point():
     assert r2dn.certify(m64, float64_maps=True) == r2dn.certify(m64)
     m32 = rn.convert(m64, dtype="float32")
     a, b = r2dn.certify(m32), r2dn.certify(m32, float64_maps=True)
-    assert a.certified and b.certified
+    assert a.certified and b.certified and a.tolerance > b.tolerance
     assert abs(a.min_eig - b.min_eig) <= 1e-4 * a.scale
+
+
+def test_float32_model_its_arithmetic_cannot_carry_is_flagged():
+    """The full tier's float32 PassiveREN with cond(E) = 2e5 (issue 17): its parameters certify in
+    float64, its float32 matrices do not even with 100 % slack, and certify says to use float64."""
+    from r2dn.conformance.cases import REGRESSION_CASES, case_direct, make_config, select
+    case = next(c for c in select("full") if c.id == REGRESSION_CASES[0])
+    model = rn.from_direct(make_config(case), case_direct(case))
+    with pytest.warns(R2DNWarning, match="float32 arithmetic cannot be trusted.*float64"):
+        rep = r2dn.certify(model)
+    assert not rep.certified and rep.delta > rep.tolerance
+    assert r2dn.certify(model, float64_maps=True).certified
+
+
+@pytest.mark.parametrize("family", ["LipschitzREN", "GeneralREN", "PassiveREN", "LipschitzR2DN"])
+def test_rounding_slack_is_the_certified_relaxation(family):
+    """delta is the smallest relative slack certifying the matrices: a model whose A is scaled by
+    1 + 1e-9 past a tight certificate needs a slack of that order, and certify finds it exactly
+    (the dissipation matrix at abar (1 + delta) and the relaxed supply is positive semidefinite,
+    at delta / 2 it is not)."""
+    from r2dn.certify import dissipation_matrix, relaxed_supply
+    model = build(rn, family, 2, 3, 4, 2, seed=5, abar=0.9)
+    base = r2dn.certify(model)
+    assert base.certified and base.delta == 0.0
+    lo, hi = 1.0, 2.0                                  # the factor of A at the boundary
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if r2dn.certify(_Scaled(model, "A", mid), warn=False).delta == 0 \
+            else (lo, mid)
+    broken = _Scaled(model, "A", hi * (1 + 1e-6))
+    rep = r2dn.certify(broken, warn=False)
+    assert 0 < rep.delta < 1e-3 and not rep.certified
+    e, cfg = broken.explicit(), model.config
+
+    def lam(d):
+        L = dissipation_matrix(e, cfg, abar=cfg.abar * (1 + d), supply=relaxed_supply(cfg, d))
+        return np.linalg.eigvalsh((L + L.T) / 2)[0]
+
+    assert lam(rep.delta) > 0 > lam(rep.delta / 2)

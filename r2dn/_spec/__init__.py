@@ -13,7 +13,7 @@ from typing import Any
 
 from ..compat import PRESETS
 from ..config import ModelConfig
-from ._xp import Array, Namespace
+from ._xp import Array, Namespace, wide_dtype
 from .activations import Activation, activation
 from .lbdn import LBDNExplicit, SandwichExplicit, lbdn_apply, lbdn_explicit, lbdn_fuse, \
     sandwich_apply, sandwich_explicit
@@ -35,13 +35,30 @@ def direct_to_explicit(direct: Mapping[str, Array], cfg: ModelConfig, *, xp: Nam
     """The explicit parameters of any model in the catalogue (dispatch on ``cfg.model``)."""
     family = cfg.family
     if family == "ren":
-        return ren_explicit(direct, cfg, xp=xp)
+        return _ren_explicit_wide(direct, cfg, xp=xp)
     if family == "r2dn":
         return r2dn_explicit(direct, cfg, xp=xp)
     if family == "lbdn":
         gamma = None if cfg.learn_gamma else cfg.gamma
         return lbdn_explicit(direct, len(cfg.hidden) + 1, gamma, cfg.compat, xp=xp)
     return sandwich_explicit(direct, "", PRESETS[cfg.compat], xp=xp)
+
+
+def _ren_explicit_wide(direct: Mapping[str, Array], cfg: ModelConfig, *, xp: Namespace) -> Any:
+    """A REN's explicit map computed in float64 and cast once to the model's dtype.
+
+    ``A, B1 = E^-1 [F, H32]`` with E as ill-conditioned as the parameters make it (cond 1e5 after
+    training-size moves): in float32 the solve alone loses up to 1e-3 relative, and rounding E to
+    float32 already costs cond(E) * 6e-8 (``docs/math/float32.md``). Widening the map (O(n^3) once
+    per call, n = 2 nx + nv) keeps the float32 rollout within rounding of the float64 reference.
+    Namespaces without float64 (JAX without ``jax_enable_x64``) compute it in their own dtype.
+    """
+    X = direct["X"]
+    wide = wide_dtype(X, xp=xp)
+    if wide == X.dtype:
+        return ren_explicit(direct, cfg, xp=xp)
+    e = ren_explicit({k: xp.astype(v, wide) for k, v in direct.items()}, cfg, xp=xp)
+    return RENExplicit(*(xp.astype(v, X.dtype) for v in e))
 
 
 def nonlinearity(e: Any, act: Activation, *, xp: Namespace,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, TypeAlias
 
 from array_api_compat import device as _device
@@ -60,3 +61,15 @@ def blkdiag(A: Array, B: Array, *, xp: Namespace) -> Array:
 def as_array(value: Any, like: Array, *, xp: Namespace) -> Array:
     """Fixed data (a nested tuple of floats from a config) as an array like ``like``."""
     return xp.asarray(value, dtype=like.dtype, device=_device(like))
+
+
+def wide_dtype(like: Array, *, xp: Namespace) -> Any:
+    """float64 when the namespace can hold it on ``like``'s device, else ``like``'s own dtype.
+
+    JAX without ``jax_enable_x64`` turns a float64 request into float32 (with a warning, silenced
+    here: that answer is the question asked). Reads dtypes only, never values.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        probe = xp.zeros((), dtype=xp.float64, device=_device(like))
+    return probe.dtype

@@ -64,36 +64,66 @@ def supply_arrays(cfg: ModelConfig, like: Array, *, xp: Namespace):
     return Q, S, R
 
 
+def cayley_M(direct: Mapping[str, Array], cfg: ModelConfig, *, xp: Namespace) -> Array:
+    """``M = X3^T X3 + Y3 - Y3^T + Z3^T Z3 + eps I`` (d, d) of the feedthrough's Cayley transform
+    (no Z3 when ny = nu)."""
+    X3, Y3 = direct["X3"], direct["Y3"]
+    M = X3.T @ X3 + Y3 - Y3.T + cfg.eps * eye_like(X3.shape[0], X3, xp=xp)
+    if cfg.ny != cfg.nu:
+        M = M + direct["Z3"].T @ direct["Z3"]
+    return M
+
+
 def contraction_N(direct: Mapping[str, Array], cfg: ModelConfig, *, xp: Namespace) -> Array:
     """The (ny, nu) matrix N with ||N|| <= 1 built from X3, Y3, Z3 by a Cayley transform."""
-    X3, Y3, Z3 = direct["X3"], direct["Y3"], direct["Z3"]
-    d = X3.shape[0]
-    I = eye_like(d, X3, xp=xp)
-    M = X3.T @ X3 + Y3 - Y3.T + Z3.T @ Z3 + cfg.eps * I
+    M = cayley_M(direct, cfg, xp=xp)
+    I = eye_like(M.shape[0], M, xp=xp)
     if cfg.ny == cfg.nu:
         return solve(I + M, I - M, xp=xp)
+    Z3 = direct["Z3"]
     if cfg.ny > cfg.nu:
         # [(I - M)(I + M)^-1; -2 Z3 (I + M)^-1] = ([I - M, -2 Z3^T]^T solved on the right)
         right = xp.concat([(I - M).T, -2.0 * Z3.T], axis=1)      # (d, ny)
         return solve((I + M).T, right, xp=xp).T
-    factor = PRESETS[cfg.compat].d22_wide_block
-    return solve(I + M, xp.concat([I - M, factor * Z3.T], axis=1), xp=xp)
+    return solve(I + M, _wide_block(M, Z3, cfg, xp=xp), xp=xp)
+
+
+def _wide_block(M: Array, Z3: Array, cfg: ModelConfig, *, xp: Namespace) -> Array:
+    """``[I - M, f Z3^T]`` (ny, nu) with f the preset's wide-block factor: N = (I + M)^-1 of it."""
+    I = eye_like(M.shape[0], M, xp=xp)
+    return xp.concat([I - M, PRESETS[cfg.compat].d22_wide_block * Z3.T], axis=1)
+
+
+def contraction_gap(direct: Mapping[str, Array], cfg: ModelConfig, *, xp: Namespace) -> Array:
+    """Upper-triangular G (d, d) with ``G^T G = X3^T X3 + c Z3^T Z3 + eps I``, c = 1 - f^2 / 4.
+
+    It factors the gap of N away from norm one without cancellation (``docs/math/float32.md``):
+    ``I - N^T N = 4 (I + M)^-T G^T G (I + M)^-1`` when nu <= ny, and
+    ``I - N N^T = 4 (I + M)^-1 G^T G (I + M)^-T`` when nu > ny (the Z3 term only then). G is the
+    triangular factor of a QR of the stacked ``[X3; sqrt(c) Z3; sqrt(eps) I]``, backward stable
+    in those factors, so its rounding grows with sqrt(cond) of the gap, not with cond.
+    """
+    X3 = direct["X3"]
+    rows = [X3, (cfg.eps ** 0.5) * eye_like(X3.shape[0], X3, xp=xp)]
+    if cfg.nu > cfg.ny:
+        c = 1.0 - PRESETS[cfg.compat].d22_wide_block ** 2 / 4
+        rows.append((c ** 0.5) * direct["Z3"])
+    return xp.linalg.qr(xp.concat(rows, axis=0))[1]
 
 
 def feedthrough(direct: Mapping[str, Array], cfg: ModelConfig, Q: Array | None, S: Array | None,
                 R: Array | None, *, xp: Namespace) -> Array:
     """D22 of the family: zero (``identity_output``, ``d22_zero``), free (contracting), passive
-    (rho = 0; rho > 0 under ``compat="julia"``), or from the supply (DESIGN §3.2)."""
+    (rho = 0; rho > 0 under ``compat="julia"``), or from the supply (DESIGN §3.2):
+    ``D22 = L_Q^-1 N L_R - Q^-1 S^T``."""
     X = direct["X"]
     if cfg.identity_output or cfg.d22_zero:
         return zeros_like_shape((cfg.ny, cfg.nu), X, xp=xp)
     if cfg.model == "ContractingREN":
         return direct["D22"]
-    if cfg.model == "PassiveREN" and (cfg.rho_index == 0 or
-                                      PRESETS[cfg.compat].passive_d22 == PASSIVE_D22_JULIA):
-        X3, Y3 = direct["X3"], direct["Y3"]
+    if _passive_square(cfg):
+        M = cayley_M(direct, cfg, xp=xp)
         I = eye_like(cfg.nu, X, xp=xp)
-        M = X3.T @ X3 + Y3 - Y3.T + cfg.eps * I
         if cfg.rho_index == 0:
             return cfg.nu_index * I + M
         return solve(I + M, I, xp=xp) / cfg.rho_index      # RobustNeuralNetworks.jl 0.3
@@ -102,15 +132,53 @@ def feedthrough(direct: Mapping[str, Array], cfg: ModelConfig, Q: Array | None, 
     return solve(L_Q, N @ L_R, xp=xp) - QiSt
 
 
+def _passive_square(cfg: ModelConfig) -> bool:
+    """Passive RENs whose D22 is not built from N (rho = 0, or rho > 0 under julia)."""
+    return cfg.model == "PassiveREN" and (cfg.rho_index == 0 or
+                                          PRESETS[cfg.compat].passive_d22 == PASSIVE_D22_JULIA)
+
+
 def supply_correction(direct, cfg, C2, D21, D22, Q, S, R, *, xp: Namespace) -> Array:
-    """Gamma, the term added to H so the REN is (Q, S, R)-dissipative (zero when contracting)."""
+    """Gamma, the term added to H so the REN is (Q, S, R)-dissipative (zero when contracting).
+
+    ``Gamma = V^T R1^-1 V - W^T Q W`` with ``R1 = R + S D22 + D22^T S^T + D22^T Q D22``,
+    ``V = [T C2, T D21 - D12^T, B2^T]``, ``T = D22^T Q + S`` and ``W = [C2, D21, 0]``. Formed
+    as written, R1 and T cancel to the rounding of their terms (R1 is small exactly where N is
+    near norm one), so the float32 map lost up to 1e-2 (relative). With D22 built from N they are
+    ``T = -L_R^T N^T L_Q`` and ``R1 = L_R^T (I - N^T N) L_R``, and
+    :func:`contraction_gap` factors ``I - N^T N``: Gamma is then a sum of Gram matrices with no
+    cancellation (``docs/math/float32.md``). Passive RENs with rho = 0 have Q = 0, T = I and
+    ``R1 = 2 (X3^T X3 + eps I)``; ``d22_zero`` has R1 = R; Julia's passive D22 for rho > 0 keeps
+    the formula as written.
+    """
     B2, D12 = direct["B2"], direct["D12"]
     nx = cfg.nx
-    T = D22.T @ Q + S                                               # (nu, ny)
-    V = xp.concat([T @ C2, T @ D21 - D12.T, B2.T], axis=1)          # (nu, 2nx + nv)
-    W = xp.concat([C2, D21, zeros_like_shape((cfg.ny, nx), C2, xp=xp)], axis=1)
-    R1 = R + S @ D22 + D22.T @ S.T + D22.T @ Q @ D22
-    return V.T @ solve(R1, V, xp=xp) - W.T @ Q @ W
+    zero = zeros_like_shape((cfg.ny, nx), C2, xp=xp)
+    W = xp.concat([C2, D21, zero], axis=1)                           # (ny, 2nx + nv)
+    passive0 = cfg.model == "PassiveREN" and cfg.rho_index == 0 and not cfg.d22_zero
+    if passive0:
+        V = xp.concat([C2, D21 - D12.T, B2.T], axis=1)              # T = S = I
+        Z = solve(contraction_gap(direct, cfg, xp=xp).T, V, xp=xp)
+        return (Z.T @ Z) / 2
+    if cfg.d22_zero or _passive_square(cfg):
+        T = D22.T @ Q + S                                           # (nu, ny)
+        V = xp.concat([T @ C2, T @ D21 - D12.T, B2.T], axis=1)      # (nu, 2nx + nv)
+        R1 = R + S @ D22 + D22.T @ S.T + D22.T @ Q @ D22
+        return V.T @ solve(R1, V, xp=xp) - W.T @ Q @ W
+    L_Q, L_R, _ = supply_factors(Q, S, R, xp=xp)
+    N = contraction_N(direct, cfg, xp=xp)
+    LW = L_Q @ W                                                    # -W^T Q W = LW^T LW
+    U = xp.concat([-N.T @ LW[:, :nx],
+                   -N.T @ LW[:, nx:nx + cfg.nv] - solve(L_R.T, D12.T, xp=xp),
+                   solve(L_R.T, B2.T, xp=xp)], axis=1)              # L_R^-T V, (nu, 2nx + nv)
+    M = cayley_M(direct, cfg, xp=xp)
+    G = contraction_gap(direct, cfg, xp=xp)
+    if cfg.nu <= cfg.ny:                 # R1^-1 = L_R^-1 (I + M) (G^T G)^-1 (I + M)^T L_R^-T / 4
+        Z = solve(G.T, (eye_like(M.shape[0], M, xp=xp) + M).T @ U, xp=xp)
+        return (Z.T @ Z) / 4 + LW.T @ LW
+    # nu > ny: (I - N^T N)^-1 = I + N^T (I - N N^T)^-1 N and (I + M) N = [I - M, f Z3^T]
+    Z = solve(G.T, _wide_block(M, direct["Z3"], cfg, xp=xp) @ U, xp=xp)
+    return U.T @ U + (Z.T @ Z) / 4 + LW.T @ LW
 
 
 def ren_explicit(direct: Mapping[str, Array], cfg: ModelConfig, *, xp: Namespace) -> RENExplicit:
