@@ -29,6 +29,7 @@ paper's (``expressivity_nrmse.png``), time against expressivity 1/NRMSE with fit
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -81,7 +82,7 @@ def one_step_loss(model, x, us, x_next):
     return ((x_next - xT) ** 2).mean(), None
 
 
-def train(bk, family: str, size: int, s: dict, seed: int, args) -> dict:
+def train(bk, family: str, size: int, s: dict, seed: int) -> dict:
     """Train one model of the grid; its validation NRMSE, loss curve and wall time."""
     model = build(bk.rn, family, size, s, seed)
     trainer = bk.trainer(model, one_step_loss, s["clip"])
@@ -129,23 +130,28 @@ def _fit_line(ax, xs, ys, color):
 STYLES = {"ren": ("o", "REN (tanh)"), "r2dn": ("D", "R2DN (relu)")}
 
 
-def plot_timing(rows, backends, s, repeats, path):
+def plot_times(rows, backends, x_of, xlabel: str, title: str, path) -> dict:
+    """Forward and backward time against ``x_of(row)``, log-log, one fitted line per series;
+    returns the slopes ``{"backend/family/pass": {"slope", "stderr"}}``."""
+    slopes = {}
     fig, axes = plt_figure(1, 2, figsize=(10, 4))
     for ax, pas in zip(axes, ("forward", "backward")):
         for i, name in enumerate(backends):
             for family in ("ren", "r2dn"):
-                _, xs, ys = _series(rows, name, family, f"{pas}_median_s")
-                sl, _ = loglog_slope(xs, ys)
+                r, _, ts = _series(rows, name, family, f"{pas}_median_s")
+                xs = np.array([x_of(x) for x in r], float)
+                k, se = loglog_slope(xs, ts)
+                slopes[f"{name}/{family}/{pas}"] = {"slope": k, "stderr": se}
                 color = f"C{2 * i + (family == 'r2dn')}"
-                ax.plot(xs, ys, STYLES[family][0], color=color,
-                        label=f"{name} {STYLES[family][1]}: slope {sl:.2f}")
-                _fit_line(ax, xs, ys, color)
-        ax.set(xscale="log", yscale="log", xlabel="number of parameters",
-               ylabel=f"{pas} time (s)",
-               title=f"{pas}: batch {s['batch']}, horizon {s['horizon']} (median of {repeats})")
+                ax.plot(xs, ts, STYLES[family][0], color=color,
+                        label=f"{name} {STYLES[family][1]}: slope {k:.2f}")
+                _fit_line(ax, xs, ts, color)
+        ax.set(xscale="log", yscale="log", xlabel=xlabel, ylabel=f"{pas} time (s)")
+        ax.set_title(f"{pas} time\n{title}", fontsize=9)
         ax.grid(True, which="both", ls=":", lw=0.6)
         ax.legend(fontsize=7)
     save_figure(fig, path)
+    return slopes
 
 
 def plot_nrmse(rows, backends, s, paper_sizes, smoke, path):
@@ -160,35 +166,10 @@ def plot_nrmse(rows, backends, s, paper_sizes, smoke, path):
                 label=f"paper {STYLES[family][1]}, 1500 epochs")
     ax.set(xscale="log", yscale="log", xlabel="number of parameters",
            ylabel="validation NRMSE (%)",
-           title=("SMOKE RUN (--quick): " if smoke else "") + "one-step regression of x+ = f(x, u)")
+           title=("SMOKE RUN (--quick)\n" if smoke else "") + "one-step regression of x+ = f(x, u)")
     ax.grid(True, which="both", ls=":", lw=0.6)
     ax.legend(fontsize=7)
     save_figure(fig, path)
-
-
-def plot_time_vs_expressivity(rows, backends, s, smoke, path) -> dict:
-    """Time against expressivity 1/NRMSE, log-log, with fitted slopes (the paper's figure)."""
-    slopes = {}
-    fig, axes = plt_figure(1, 2, figsize=(10, 4))
-    for ax, pas in zip(axes, ("forward", "backward")):
-        for i, name in enumerate(backends):
-            for family in ("ren", "r2dn"):
-                r, _, ts = _series(rows, name, family, f"{pas}_median_s")
-                ex = np.array([1.0 / x["val_nrmse"] for x in r])
-                k, se = loglog_slope(ex, ts)
-                slopes[f"{name}/{family}/{pas}"] = {"slope": k, "stderr": se}
-                color = f"C{2 * i + (family == 'r2dn')}"
-                ax.plot(ex, ts, STYLES[family][0], color=color,
-                        label=f"{name} {STYLES[family][1]}: slope {k:.2f}")
-                _fit_line(ax, ex, ts, color)
-        ax.set(xscale="log", yscale="log", xlabel="expressivity 1 / NRMSE (validation, unitless)",
-               ylabel=f"{pas} time (s), batch {s['batch']}, horizon {s['horizon']}",
-               title=("SMOKE RUN: " if smoke else "") + f"{pas} time vs expressivity "
-                     f"({s['epochs']} epochs)")
-        ax.grid(True, which="both", ls=":", lw=0.6)
-        ax.legend(fontsize=7)
-    save_figure(fig, path)
-    return slopes
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -217,6 +198,8 @@ def main(argv: list[str] | None = None) -> dict:
     load_before = cpu_load()
 
     rows, infos = [], {}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "rows.jsonl").write_text("")
     cases = [(b, f, n) for b in backends for f in families for n in grid[f]]
     current, bk = None, None
     for name, family, size in progress(cases, args, desc="cases"):
@@ -229,7 +212,7 @@ def main(argv: list[str] | None = None) -> dict:
                "hidden": [] if family == "ren" else [size] * s["r2dn_layers"]}
         model = build(bk.rn, family, size, s, args.seed)
         if do_train:
-            t = train(bk, family, size, s, args.seed, args)
+            t = train(bk, family, size, s, args.seed)
             model = t.pop("model")
             row.update(t)
             print(f"{name} {family} size {size}: NRMSE {100 * t['val_nrmse']:.3f} % after "
@@ -238,6 +221,8 @@ def main(argv: list[str] | None = None) -> dict:
         if do_time:
             row.update(time_model(bk, model, x0, us, repeats))
         rows.append(row)
+        with (args.out / "rows.jsonl").open("a") as f:     # what is done survives a kill
+            f.write(json.dumps({k: v for k, v in row.items() if k != "train_loss"}) + "\n")
 
     head = "| backend | model | nv | hidden | params |"
     sep = "| --- | --- | --- | --- | --- |"
@@ -265,29 +250,31 @@ def main(argv: list[str] | None = None) -> dict:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "table.md").write_text("\n".join(table) + "\n")
     full_grid = families == ("ren", "r2dn")
+    smoke = "SMOKE RUN (--quick): " if args.quick else ""
+    shapes = f"batch {s['batch']}, horizon {s['horizon']}, median of {repeats}"
     if do_time and full_grid:
-        slopes, ratios = {}, {}
+        ratios = {}
         for name in backends:
-            for family in families:
-                for pas in ("forward", "backward"):
-                    _, xs, ys = _series(rows, name, family, f"{pas}_median_s")
-                    k, se = loglog_slope(xs, ys)
-                    slopes[f"{name}/{family}/{pas}"] = {"slope": k, "stderr": se}
             big = {f: _series(rows, name, f, "num_params")[0][-1] for f in families}
             for pas in ("forward", "backward"):
                 ratios[f"{name}/{pas}"] = big["r2dn"][f"{pas}_median_s"] / big["ren"][f"{pas}_median_s"]
-        figures.update(time_vs_params_slopes=slopes, r2dn_over_ren_at_largest=ratios)
-        plot_timing(rows, backends, s, repeats, args.out / "expressivity_timing.png")
+        figures["time_vs_params_slopes"] = plot_times(
+            rows, backends, lambda x: x["num_params"], "number of parameters", smoke + shapes,
+            args.out / "expressivity_timing.png")
+        figures["r2dn_over_ren_at_largest"] = ratios
     if do_train:
         figures["val_nrmse_pct"] = {f"{x['backend']}/{x['model']}/{x['size']}": 100 * x["val_nrmse"]
                                     for x in rows}
-        plot_nrmse(rows, backends, s, {f: [] for f in ()} if args.quick else {
+        paper_sizes = {} if args.quick else {       # the paper's points at our parameter counts
             f: [x["num_params"] for x in rows if x["model"] == f and x["backend"] == backends[0]]
-            for f in families if len(grid[f]) == len(PAPER_NRMSE_PCT[f])},
-            args.quick, args.out / "expressivity_nrmse.png")
+            for f in families if len(grid[f]) == len(PAPER_NRMSE_PCT[f])}
+        plot_nrmse(rows, backends, s, paper_sizes, args.quick, args.out / "expressivity_nrmse.png")
     if do_train and do_time and full_grid:
-        figures["time_vs_expressivity_slopes"] = plot_time_vs_expressivity(
-            rows, backends, s, args.quick, args.out / "expressivity_time_vs_expressivity.png")
+        figures["time_vs_expressivity_slopes"] = plot_times(
+            rows, backends, lambda x: 1.0 / x["val_nrmse"],
+            "expressivity 1 / NRMSE (validation; unitless)",
+            f"{smoke}{shapes}\ntrained {s['epochs']} epochs",
+            args.out / "expressivity_time_vs_expressivity.png")
 
     devs = []
     if args.quick:
