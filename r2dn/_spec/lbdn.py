@@ -53,8 +53,8 @@ class FusedLBDN(NamedTuple):
     ``z_0 = u W_0^T + c_0``, ``z_k = sigma(z_{k-1}) W_k^T + c_k``, ``y = sigma(z_last) W_out^T + c_out``
     (``y = u W_out^T + c_out`` without hidden layers). One product per layer per call. The maps are
     held transposed (``weights_t[k] = W_k^T``, ``W_out_t = W_out^T``), once per call, so the
-    per-step products take no transpose (in torch each ``.T`` is two operator calls per layer per
-    step: 20 of the R2DN's 96 per forward step; benchmarks/profile_r2dn.py).
+    per-step products take no transpose (in torch each ``.T`` is three operator calls per layer per
+    step: 21 of the R2DN's 96 per forward step; benchmarks/profile_r2dn.py).
     """
 
     weights_t: tuple[Array, ...]
