@@ -1,5 +1,4 @@
-"""The torch example and GPU-check scripts run (the example in --quick mode, the GPU check on its
-no-CUDA path, or as a CPU dry run when CUDA is absent)."""
+"""The torch example script runs in --quick mode (the GPU check's tests: tests/test_gpu_check.py)."""
 
 from __future__ import annotations
 
@@ -32,24 +31,3 @@ def test_train_example_quick(tmp_path, capsys):
     for name in ("loss.png", "fit.png"):
         data = (tmp_path / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
-
-
-def test_gpu_check_without_cuda(capsys):
-    if torch.cuda.is_available():
-        pytest.skip("CUDA present: run benchmarks/gpu_check_torch.py itself")
-    main = _load("benchmarks/gpu_check_torch.py")["main"]
-    assert main([]) == 0
-    assert "CUDA is not available" in capsys.readouterr().out
-
-
-def test_gpu_check_cpu_dry_run_parity(capsys):
-    main = _load("benchmarks/gpu_check_torch.py")["main"]
-    matmul_tf32 = torch.backends.cuda.matmul.allow_tf32
-    precision = torch.get_float32_matmul_precision()
-    try:
-        assert main(["--device", "cpu", "--no-timing"]) == 0
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = matmul_tf32
-        torch.set_float32_matmul_precision(precision)
-    out = capsys.readouterr().out
-    assert "TF32 disabled" in out and out.count(" PASS  worst") == 9

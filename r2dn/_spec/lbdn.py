@@ -51,12 +51,15 @@ class FusedLBDN(NamedTuple):
     """An LBDN with adjacent linear maps multiplied out (DESIGN §6).
 
     ``z_0 = u W_0^T + c_0``, ``z_k = sigma(z_{k-1}) W_k^T + c_k``, ``y = sigma(z_last) W_out^T + c_out``
-    (``y = u W_out^T + c_out`` without hidden layers). One product per layer per call.
+    (``y = u W_out^T + c_out`` without hidden layers). One product per layer per call. The maps are
+    held transposed (``weights_t[k] = W_k^T``, ``W_out_t = W_out^T``), once per call, so the
+    per-step products take no transpose (in torch each ``.T`` is three operator calls per layer per
+    step: 21 of the R2DN's 96 per forward step; benchmarks/profile_r2dn.py).
     """
 
-    weights: tuple[Array, ...]
+    weights_t: tuple[Array, ...]
     biases: tuple[Array, ...]
-    W_out: Array
+    W_out_t: Array
     c_out: Array
 
 
@@ -154,15 +157,16 @@ def lbdn_fuse(e: LBDNExplicit) -> FusedLBDN:
         biases.append(layer.b)
         left = SQRT2 * (layer.A.T * layer.psi[None, :])          # sqrt2 A^T Psi
     if e.output is None:                       # robustnn: the last Sandwich output scaled by sqrt(gamma)
-        return FusedLBDN(tuple(weights), tuple(biases), e.sqrt_gamma * left, 0.0 * e.layers[-1].b)
+        return FusedLBDN(tuple(W.T for W in weights), tuple(biases), (e.sqrt_gamma * left).T,
+                         0.0 * e.layers[-1].b)
     W_last = e.sqrt_gamma * e.output.B
     W_out = W_last @ left if e.layers else W_last * left
-    return FusedLBDN(tuple(weights), tuple(biases), W_out, e.output.b)
+    return FusedLBDN(tuple(W.T for W in weights), tuple(biases), W_out.T, e.output.b)
 
 
 def lbdn_apply(f: FusedLBDN, u: Array, act: Activation) -> Array:
     """Evaluate a fused LBDN on a batch ``u`` (..., n_in) -> (..., n_out)."""
     h = u
-    for W, c in zip(f.weights, f.biases):
-        h = act.fn(h @ W.T + c)
-    return h @ f.W_out.T + f.c_out
+    for Wt, c in zip(f.weights_t, f.biases):
+        h = act.fn(h @ Wt + c)
+    return h @ f.W_out_t + f.c_out
