@@ -53,6 +53,7 @@ def batch_parallel(layer: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any
         spec = PartitionSpec(axes if len(axes) > 1 else axes[0])
         local = jax.shard_map(lambda d, v: layer(_vary_like(d, v), v), out_specs=spec,
                               in_specs=(PartitionSpec(), spec), axis_names=set(axes))
-        return local(D11, b)
+        # D11 whole on every device (nv x nv: cheap), b split over its batch only
+        return local(jax.reshard(D11, PartitionSpec()), jax.reshard(b, spec))
 
     return call
