@@ -143,6 +143,9 @@ def _fail(command: str, err: BaseException) -> int:
 def cmd_convert(args: argparse.Namespace) -> int:
     """``r2dn convert``: 0 on success, 1 for a bad or unsupported file, 2 for a missing one."""
     from r2dn.porting import convert_file
+    if args.to == "jax":      # this process is ours: JAX may hold the float64 a file or --dtype asks
+        import jax
+        jax.config.update("jax_enable_x64", True)
 
     try:
         model, path = convert_file(args.src, args.dst, backend=args.to, key=args.key,

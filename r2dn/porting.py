@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from . import backends
-from .checkpoint import save
+from .checkpoint import read, save
 
 BSON_SUFFIX = ".bson"
 
@@ -49,8 +49,10 @@ def load_any(path: str | os.PathLike, backend: str = "numpy", *, key: str = "mod
             raise ValueError(f"{path}: holds a {type(model).__name__}, not a model of r2dn's "
                              "catalogue; it cannot be stored as an r2dn checkpoint.")
         return model
-    model = rn.load(path)
-    return model if dtype is None or dtype == model.config.dtype else rn.convert(model, dtype=dtype)
+    config, direct = read(path)                   # re-typed before the backend builds it: a
+    if dtype is not None:                         # float64 file loads into float32-only JAX
+        config = config.replace(dtype=dtype)
+    return rn.from_direct(config, direct)
 
 
 def convert_file(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str = "numpy",

@@ -4,13 +4,18 @@
 ``rn.GeneralR2DN`` with the API of DESIGN §2, plus :func:`convert`, :func:`from_direct` and
 :func:`empirical_gain`. Models are immutable pytrees: the free parameters are the leaves and the
 config is static data, so they pass straight through ``jax.jit``, ``jax.grad``, ``jax.vmap`` and
-``optax.apply_updates``. ``simulate`` runs ``lax.scan``; the REN equilibrium has a custom
+``optax.apply_updates``; the seed is not part of the tree structure, so one compilation serves
+every seed and :func:`ensemble` stacks models for ``jax.vmap``. ``simulate`` runs ``lax.scan``
+(``chunk=K`` checkpoints every K steps for long sequences); the REN equilibrium has a custom
 implicit-function gradient; every matmul is full precision (HIGHEST), on CPU and GPU.
 :func:`fast_compile_options` gives XLA options that compile several times faster on a CPU.
 
 The default dtype is float32. float64 models need JAX's 64-bit mode, which is the user's choice
-(``jax.config.update("jax_enable_x64", True)``); r2dn never changes JAX's configuration. One seed
-gives the same parameters, bit for bit, as ``r2dn.numpy`` (NumPy float64 draws, then cast).
+(``jax.config.update("jax_enable_x64", True)``); r2dn never changes JAX's configuration. Without
+it, ``load(path, dtype="float32")`` and ``convert(model, dtype="float32")`` bring float64 models
+over. One seed gives the same parameters, bit for bit, as ``r2dn.numpy`` (NumPy float64 draws,
+then cast). Flax NNX: :mod:`r2dn.jax.nnx` (the ``r2dn[flax]`` extra). Guide:
+``docs/guides/jax.md``.
 
 >>> import jax, jax.numpy as jnp
 >>> import r2dn.jax as rn
@@ -25,13 +30,14 @@ gives the same parameters, bit for bit, as ``r2dn.numpy`` (NumPy float64 draws, 
 """
 
 from .gain import empirical_gain
-from .models import (LBDN, ContractingR2DN, ContractingREN, GeneralR2DN, GeneralREN, JaxModel,
-                     LipschitzR2DN, LipschitzREN, PassiveREN, SandwichLayer, convert, from_direct,
-                     load)
+from .models import (INIT_ONLY_FIELDS, LBDN, ContractingR2DN, ContractingREN, GeneralR2DN,
+                     GeneralREN, JaxModel, LipschitzR2DN, LipschitzREN, PassiveREN, SandwichLayer,
+                     convert, ensemble, from_direct, load, structure_config)
 from .rollout import CPU_FAST_COMPILE_OPTIONS, MATMUL_PRECISION, fast_compile_options
 
 __all__ = [
-    "CPU_FAST_COMPILE_OPTIONS", "LBDN", "ContractingR2DN", "ContractingREN", "GeneralR2DN",
+    "CPU_FAST_COMPILE_OPTIONS", "INIT_ONLY_FIELDS", "LBDN", "ContractingR2DN", "ContractingREN", "GeneralR2DN",
     "GeneralREN", "JaxModel", "LipschitzR2DN", "LipschitzREN", "MATMUL_PRECISION", "PassiveREN",
-    "SandwichLayer", "convert", "empirical_gain", "fast_compile_options", "from_direct", "load",
+    "SandwichLayer", "convert", "empirical_gain", "ensemble", "fast_compile_options", "from_direct",
+    "load", "structure_config",
 ]

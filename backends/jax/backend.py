@@ -1,5 +1,6 @@
-"""The JAX backend's record for :mod:`r2dn.backends`: ``lax.scan`` and the ``custom_vjp``
-equilibrium of :mod:`.rollout`."""
+"""The JAX backend's record for :mod:`r2dn.backends`: ``lax.scan`` (chunked under
+``jax.checkpoint`` on request) and the REN equilibrium of :mod:`.rollout`, batch-parallel under
+meshes (:mod:`.sharding`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import numpy as np
 
 from r2dn.backends import Backend
 
-from .rollout import equilibrium_layer, scan_rollout
+from .rollout import chunked_rollout, equilibrium_layer
+from .sharding import batch_parallel
 
 
 def _asarray(a: np.ndarray, like: jax.Array) -> jax.Array:
@@ -23,7 +25,7 @@ def _all_finite(x: Any) -> bool:
 
 
 def _equilibrium(activation: Any, act: Any):
-    return equilibrium_layer(activation)
+    return batch_parallel(equilibrium_layer(activation))
 
 
 def _adapter() -> type:
@@ -33,5 +35,5 @@ def _adapter() -> type:
 
 BACKEND = Backend(name="jax", module="r2dn.jax", xp=jnp, default_dtype="float32",
                   from_numpy=jnp.asarray, asarray=_asarray, all_finite=_all_finite,
-                  rollout=scan_rollout,
+                  rollout=chunked_rollout,
                   equilibrium=_equilibrium, adapter=_adapter)

@@ -80,6 +80,36 @@ def scan_rollout(e: Any, nonlinearity: Callable[[Any], Any], x0: Any, us: Any, *
     return x_T, _spec.outputs(e, xs, ws, uy)
 
 
+
+def chunked_rollout(e: Any, nonlinearity: Callable[[Any], Any], x0: Any, us: Any, *,
+                    unroll: int | bool = 1, chunk: int | None = None) -> tuple[Any, Any]:
+    """:func:`scan_rollout` in chunks of ``chunk`` steps, each under ``jax.checkpoint``.
+
+    An outer ``lax.scan`` runs the ``T // chunk`` full chunks, a last call the ``T % chunk``
+    remaining steps. A gradient stores only the states between chunks (plus one chunk's steps
+    while it is recomputed in the backward pass), instead of every step's residuals. The
+    arithmetic of each step is :func:`scan_rollout`'s, so outputs and gradients are the same.
+    ``chunk=None`` is :func:`scan_rollout` itself.
+    """
+    if chunk is None:
+        return scan_rollout(e, nonlinearity, x0, us, unroll=unroll)
+
+    @jax.checkpoint
+    def run(x, u_chunk):
+        return scan_rollout(e, nonlinearity, x, u_chunk, unroll=unroll)
+
+    T = us.shape[0]
+    n, rest = divmod(T, chunk)
+    x, parts = x0, []
+    if n:
+        x, ys = lax.scan(run, x, us[:n * chunk].reshape(n, chunk, *us.shape[1:]))
+        parts.append(ys.reshape(n * chunk, *ys.shape[2:]))
+    if rest:
+        x, ys = run(x, us[n * chunk:])
+        parts.append(ys)
+    return x, parts[0] if len(parts) == 1 else jnp.concat(parts, axis=0)
+
+
 def _slopes(act: _spec.Activation, v: Any) -> tuple[Any, Any]:
     """``(sigma(v), sigma'(v))``: the spec's derivative for a named activation, else ``jax.jvp``."""
     if act.deriv is None:
