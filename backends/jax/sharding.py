@@ -11,8 +11,8 @@ sum over devices, which JAX must be told about:
   axes, D11 does not.
 
 :func:`batch_parallel` wraps the equilibrium so both are answered the same way: D11 is marked as
-varying over the batch's mesh axes (``jax.lax.pcast(..., to="varying")``, whose transpose is the ``psum`` of the
-per-device ``g_D11``), and with explicit axes the call runs under ``jax.shard_map`` over the axes
+varying over the batch's mesh axes (``jax.lax.pcast(..., to="varying")``, whose transpose is
+the ``psum`` of the per-device ``g_D11``), and with explicit axes the call runs under ``jax.shard_map`` over the axes
 that split the batch. With no mesh, or automatic axes (where XLA's partitioner places the sum), it
 is the plain call.
 """
@@ -41,15 +41,18 @@ def _vary_like(D11: Any, b: Any) -> Any:
     return jax.lax.pcast(D11, tuple(sorted(missing)), to="varying") if missing else D11
 
 
-def batch_parallel(layer: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
-    """``layer(D11, b)`` (b: (batch, nv)) made correct for a batch split over mesh axes.
+def batch_parallel(layer: Callable[..., Any]) -> Callable[..., Any]:
+    """``layer(D11, b, plan=None)`` (b: (batch, nv)) made correct for a batch split over mesh axes.
 
-    Returns a function of the same signature; see the module docstring for what it changes.
+    Returns a function of the same signature; see the module docstring for what it changes. Where
+    D11 has to be re-marked or re-sharded, ``plan`` (slices of D11, see
+    :func:`r2dn._spec.substitution_plan`) is rebuilt from the marked D11 inside the layer.
     """
-    def call(D11: Any, b: Any) -> Any:
+    def call(D11: Any, b: Any, plan: Any = None) -> Any:
         axes = _batch_axes(b)
         if not axes:
-            return layer(_vary_like(D11, b), b)
+            marked = _vary_like(D11, b)
+            return layer(marked, b, plan if marked is D11 else None)
         spec = PartitionSpec(axes if len(axes) > 1 else axes[0])
         local = jax.shard_map(lambda d, v: layer(_vary_like(d, v), v), out_specs=spec,
                               in_specs=(PartitionSpec(), spec), axis_names=set(axes))
