@@ -118,10 +118,18 @@ def _slopes(act: _spec.Activation, v: Any) -> tuple[Any, Any]:
     return w, act.deriv(v, w)
 
 
+#: up to this many blocks of neurons (nv <= 64) the loop over blocks is unrolled: a few blocks
+#: trace quickly, and a rolled loop's per-iteration cost made small RENs slower
+UNROLL_BLOCKS = 4
+
+
 def lax_scan(step: Callable[[Any, tuple], Any], carry: Any, xs: tuple, reverse: bool = False) -> Any:
-    """:data:`r2dn._spec.equilibrium.Scan` as ``lax.scan``: the spec's loop over blocks of neurons
-    traces one block step, whatever nv is (and transposes to a reversed scan)."""
-    return lax.scan(lambda c, x: (step(c, x), None), carry, xs, reverse=reverse)[0]
+    """:data:`r2dn._spec.equilibrium.Scan` as ``lax.scan``: beyond :data:`UNROLL_BLOCKS` blocks the
+    spec's loop over blocks of neurons traces one block step, whatever nv is (and transposes to a
+    reversed scan)."""
+    n = xs[0].shape[0]
+    return lax.scan(lambda c, x: (step(c, x), None), carry, xs, reverse=reverse,
+                    unroll=n if n <= UNROLL_BLOCKS else 1)[0]
 
 
 @functools.lru_cache(maxsize=None)

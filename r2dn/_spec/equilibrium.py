@@ -26,6 +26,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from array_api_compat import device as _device
+
 from ._xp import Array, Namespace, eye_like, zeros_like_shape
 from .activations import Activation
 
@@ -83,10 +85,11 @@ def substitution_plan(D11: Array, *, xp: Namespace, block: int = BLOCK) -> Subst
 
 
 def _pad(x: Array, nvp: int, *, xp: Namespace) -> Array:
-    """(batch, nv) -> (batch, nvp) with zero columns appended."""
+    """(batch, nv) -> (batch, nvp) with zero columns appended, as a product (so an array sharded
+    along the batch stays so, with no unsharded zeros joined to it)."""
     if x.shape[1] == nvp:
         return x
-    return xp.concat([x, zeros_like_shape((x.shape[0], nvp - x.shape[1]), x, xp=xp)], axis=1)
+    return x @ xp.eye(x.shape[1], nvp, dtype=x.dtype, device=_device(x))
 
 
 def _columns(x: Array) -> tuple[Array, ...]:
@@ -104,7 +107,6 @@ def _substitute(plan: SubstitutionPlan, offset: Array | None, inputs: tuple[Arra
     first. Reverse: the same with ``L^T``, last neuron first. ``offset`` (or None) and ``inputs``
     are padded (batch, nvp) arrays; ``neuron`` maps (batch, 1) columns to a (batch, 1) column.
     """
-    nvp = plan.L.shape[0]
     B = plan.select.shape[1]
     order = range(B - 1, -1, -1) if reverse else range(B)
 
@@ -123,7 +125,7 @@ def _substitute(plan: SubstitutionPlan, offset: Array | None, inputs: tuple[Arra
                 a = a + yi * feeds[i]
         return Y + xp.concat(ys, axis=1) @ select
 
-    Y0 = zeros_like_shape(((inputs or (offset,))[0].shape[0], nvp), plan.L, xp=xp)
+    Y0 = xp.zeros_like((inputs or (offset,))[0])       # (batch, nvp), sharded like the inputs
     panels = plan.cols if reverse else plan.rows
     return scan(step, Y0, (panels, plan.diag, plan.select), reverse)
 
