@@ -122,7 +122,7 @@ def _substitute(plan: SubstitutionPlan, offset: Array | None, inputs: tuple[Arra
             yi = neuron(a[:, i:i + 1], ins[i])
             ys[i] = yi
             if i != order[-1]:
-                a = a + yi * feeds[i]
+                a = a + yi * feeds[i, :]
         return Y + xp.concat(ys, axis=1) @ select
 
     Y0 = xp.zeros_like((inputs or (offset,))[0])       # (batch, nvp), sharded like the inputs
