@@ -14,7 +14,7 @@ On a machine with a CUDA GPU, for each backend that sees one:
 
 Full-precision products: TF32 is disabled in torch (``allow_tf32 = False``, matmul precision
 'highest') and JAX runs with ``jax_default_matmul_precision = "highest"``; the certificates need
-IEEE float32 products (DESIGN §6).
+IEEE float32 products (docs/math/performance.md#performance).
 
 Without a CUDA GPU (neither torch nor JAX sees one) the script says so, writes a skip record
 (``{"skipped": true, "reason": ...}``) and exits 0. ``--device cpu`` runs every step on the CPU

@@ -222,7 +222,7 @@ def _warn(cfg: ModelConfig, rep: CertificateReport, model: Any, float64_maps: bo
 
 def certify(model: Any, *, float64_maps: bool = False, warn: bool = True,
             bounds: bool = True) -> CertificateReport:
-    """Check a model of any backend against its certificate (DESIGN §3.4), in float64.
+    """Check a model of any backend against its certificate (docs/math/certificates.md#dissipation-matrix), in float64.
 
     The certificate is checked on the explicit matrices the model runs, read exactly into
     float64. A float32 model's matrices are its float64 map rounded once (RENs, see

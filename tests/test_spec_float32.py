@@ -25,7 +25,7 @@ SHAPES = [("LipschitzREN", 2, 2, {}), ("LipschitzREN", 1, 3, {"compat": "julia"}
 
 
 def _as_written(direct, cfg):
-    """Gamma = V^T R1^-1 V - W^T Q W with R1 and T formed as written (DESIGN §3.2)."""
+    """Gamma = V^T R1^-1 V - W^T Q W with R1 and T formed as written (docs/math/ren.md#ren)."""
     Q, S, R = supply_arrays(cfg, direct["X"], xp=xnp)
     C2, D21, _ = output_map(direct, cfg, xp=xnp)
     D22 = feedthrough(direct, cfg, Q, S, R, xp=xnp)

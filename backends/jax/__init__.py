@@ -1,7 +1,7 @@
 """r2dn's JAX backend: every model of the catalogue as a JAX pytree (jit, grad, vmap, optax).
 
 ``import r2dn.jax as rn`` gives ``rn.SandwichLayer``, ``rn.LBDN``, ``rn.ContractingREN``, ...,
-``rn.GeneralR2DN`` with the API of DESIGN §2, plus :func:`convert`, :func:`from_direct` and
+``rn.GeneralR2DN`` with the API of docs/getting-started.md#model-api, plus :func:`convert`, :func:`from_direct` and
 :func:`empirical_gain`. Models are immutable pytrees: the free parameters are the leaves and the
 config is static data, so they pass straight through ``jax.jit``, ``jax.grad``, ``jax.vmap`` and
 ``optax.apply_updates``; the seed is not part of the tree structure, so one compilation serves

@@ -89,7 +89,7 @@ def _simulate(model: "JaxModel", x0: Any, us: Any, unroll: int, chunk: int | Non
 
 
 class JaxModel:
-    """Parameter holder of the JAX backend (the public classes add the API of DESIGN §2).
+    """Parameter holder of the JAX backend (the public classes add the API of docs/getting-started.md#model-api).
 
     Leaves: the free parameters in the order of :func:`r2dn.init.direct_shapes`, keyed by their
     canonical names (``jax.tree_util.keystr`` gives ``['network.layers.0.XY']``). Static data:

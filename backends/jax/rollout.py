@@ -20,7 +20,7 @@ from jax import lax
 
 from r2dn import _spec
 
-#: Matmul precision of every model computation. The certificates of DESIGN §3.4 assume
+#: Matmul precision of every model computation. The certificates of docs/math/certificates.md#dissipation-matrix assume
 #: full-precision arithmetic; on GPUs JAX's default precision may run float32 matmuls in TF32 or
 #: bf16 passes, which can break a certificate, so the models always trace with this precision.
 MATMUL_PRECISION = "highest"

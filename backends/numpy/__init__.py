@@ -1,7 +1,7 @@
 """r2dn's NumPy backend: the float64 reference implementation of the whole catalogue.
 
 ``import r2dn.numpy as rn`` gives ``rn.LBDN``, ``rn.ContractingREN``, ..., ``rn.GeneralR2DN`` with
-the API of DESIGN §2, plus :func:`convert` and :func:`from_direct`. Every formula comes from
+the API of docs/getting-started.md#model-api, plus :func:`convert` and :func:`from_direct`. Every formula comes from
 :mod:`r2dn._spec`; this module only owns the parameters (NumPy arrays) and the dtype.
 
 >>> import numpy as np

@@ -17,7 +17,7 @@ from .backend import BACKEND
 
 
 class NumpyModel:
-    """Parameter holder of the NumPy backend (the public classes add the API of DESIGN §2)."""
+    """Parameter holder of the NumPy backend (the public classes add the API of docs/getting-started.md#model-api)."""
 
     _backend = BACKEND
     _xp = xp_numpy

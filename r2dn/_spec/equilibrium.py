@@ -1,5 +1,5 @@
 """The REN equilibrium ``w = sigma(D11 w + b)`` (D11 strictly lower triangular) and its exact
-derivatives, for any array namespace. DESIGN §3.2.
+derivatives, for any array namespace. docs/math/ren.md#ren.
 
 Everything here is one algorithm, triangular substitution in blocks of :data:`BLOCK` neurons,
 applied to three maps (``L`` is the strictly lower triangle of D11, ``J = diag(sigma'(v))``):

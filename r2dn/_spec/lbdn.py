@@ -1,4 +1,4 @@
-"""Cayley transform, Sandwich layers and LBDNs (Wang & Manchester, ICML 2023). DESIGN §3.1.
+"""Cayley transform, Sandwich layers and LBDNs (Wang & Manchester, ICML 2023). docs/math/lbdn.md#lbdn.
 
 Direct parameters of one Sandwich layer ``n_in -> n_out``: ``XY`` (n_in + n_out, n_out), ``a`` (1,),
 ``d`` (n_out,), ``b`` (n_out,). An LBDN keys them ``layers.<k>.XY`` etc.; its linear output layer
@@ -48,7 +48,7 @@ class LBDNExplicit(NamedTuple):
 
 
 class FusedLBDN(NamedTuple):
-    """An LBDN with adjacent linear maps multiplied out (DESIGN §6).
+    """An LBDN with adjacent linear maps multiplied out (docs/math/performance.md#performance).
 
     ``z_0 = u W_0^T + c_0``, ``z_k = sigma(z_{k-1}) W_k^T + c_k``, ``y = sigma(z_last) W_out^T + c_out``
     (``y = u W_out^T + c_out`` without hidden layers). One product per layer per call. The maps are
@@ -148,7 +148,7 @@ def lbdn_explicit(direct: Mapping[str, Array], n_layers: int, gamma: float | Non
 
 
 def lbdn_fuse(e: LBDNExplicit) -> FusedLBDN:
-    """Multiply out the linear maps that meet between layers (DESIGN §6); once per call."""
+    """Multiply out the linear maps that meet between layers (docs/math/performance.md#performance); once per call."""
     weights, biases = [], []
     left = e.sqrt_gamma          # the linear map applied to the input before the first layer
     for k, layer in enumerate(e.layers):

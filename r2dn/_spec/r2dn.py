@@ -1,4 +1,4 @@
-"""Robust recurrent deep networks (Barbara, Wang & Manchester, arXiv 2504.01250). DESIGN §3.3.
+"""Robust recurrent deep networks (Barbara, Wang & Manchester, arXiv 2504.01250). docs/math/r2dn.md#r2dn.
 
 Explicit model: ``v = C1 x + D12 u + bv``, ``w = phi(v)`` with phi a 1-Lipschitz LBDN
 (nv -> hidden -> nv), ``x+ = A x + B1 w + B2 u + bx``, ``y = C2 x + D21 w + D22 u + by``.
@@ -7,7 +7,7 @@ Direct parameters: ``X`` (2nx, 2nx), ``p`` (1,) when polar, ``Y`` (nx, nx), ``B1
 ``C1`` (nv, nx), ``B2`` (nx, nu), ``D12`` (nv, nu), ``bx``, ``bv``, and unless ``identity_output``
 ``C2`` (ny, nx), ``D21`` (ny, nv), ``D22`` (ny, nu), ``by``; the LBDN under ``network.``. For the
 Lipschitz and (Q, S, R) families ``B2``, ``C2``, ``D12``, ``D21``, ``D22`` are the hatted free
-matrices of DESIGN §3.3 (``D12``, ``D21``, ``D22`` are the non-zero blocks of G).
+matrices of docs/math/r2dn.md#r2dn (``D12``, ``D21``, ``D22`` are the non-zero blocks of G).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from .supply import supply_factors
 
 
 class R2DNExplicit(NamedTuple):
-    """Explicit R2DN (no D11: no equilibrium to solve). ``E``, ``P`` certify it (DESIGN §3.4)."""
+    """Explicit R2DN (no D11: no equilibrium to solve). ``E``, ``P`` certify it (docs/math/certificates.md#dissipation-matrix)."""
 
     A: Array
     B1: Array
@@ -56,7 +56,7 @@ def _network(direct: Mapping[str, Array], cfg: ModelConfig, *, xp: Namespace) ->
 def contracting_r2dn_explicit(direct: Mapping[str, Array], cfg: ModelConfig, *,
                               xp: Namespace) -> R2DNExplicit:
     """Contracting R2DN: H = polar(X, p) + blkdiag(C1^T C1, B1 B1^T) + eps I (as the authors' code,
-    plus the rate term abar, certified by DESIGN §3.4)."""
+    plus the rate term abar, certified by docs/math/certificates.md#dissipation-matrix)."""
     nx = cfg.nx
     X, Y, B1, C1 = direct["X"], direct["Y"], direct["B1"], direct["C1"]
     p = direct["p"] if cfg.polar else None
@@ -73,7 +73,7 @@ def contracting_r2dn_explicit(direct: Mapping[str, Array], cfg: ModelConfig, *,
 
 def dissipative_r2dn_explicit(direct: Mapping[str, Array], cfg: ModelConfig, *,
                               xp: Namespace) -> R2DNExplicit:
-    """Lipschitz and (Q, S, R) R2DNs (r2dn's construction, DESIGN §3.3 steps 1-4)."""
+    """Lipschitz and (Q, S, R) R2DNs (r2dn's construction, docs/math/r2dn.md#qsr, steps 1-4)."""
     nx, nv, nu, ny = cfg.nx, cfg.nv, cfg.nu, cfg.ny
     X, Y, B1, C1 = direct["X"], direct["Y"], direct["B1"], direct["C1"]
     B2h, C2h = direct["B2"], direct["C2"]

@@ -1,4 +1,4 @@
-"""Recurrent equilibrium networks (Revay, Wang & Manchester, IEEE TAC 2023). DESIGN §3.2.
+"""Recurrent equilibrium networks (Revay, Wang & Manchester, IEEE TAC 2023). docs/math/ren.md#ren.
 
 Direct parameters: ``X`` (2nx+nv, 2nx+nv), ``p`` (1,) when polar, ``Y1`` (nx, nx), ``B2`` (nx, nu),
 ``D12`` (nv, nu), ``bx`` (nx,), ``bv`` (nv,), and unless ``identity_output``: ``C2`` (ny, nx),
@@ -22,7 +22,7 @@ class RENExplicit(NamedTuple):
     """Explicit REN: ``x+ = A x + B1 w + B2 u + bx``, ``v = C1 x + D11 w + D12 u + bv``,
     ``w = sigma(v)``, ``y = C2 x + D21 w + D22 u + by``; D11 strictly lower triangular.
 
-    ``E``, ``P`` (nx, nx) and ``Lambda`` (nv,) certify it (DESIGN §3.4).
+    ``E``, ``P`` (nx, nx) and ``Lambda`` (nv,) certify it (docs/math/certificates.md#dissipation-matrix).
     """
 
     A: Array
@@ -114,7 +114,7 @@ def contraction_gap(direct: Mapping[str, Array], cfg: ModelConfig, *, xp: Namesp
 def feedthrough(direct: Mapping[str, Array], cfg: ModelConfig, Q: Array | None, S: Array | None,
                 R: Array | None, *, xp: Namespace) -> Array:
     """D22 of the family: zero (``identity_output``, ``d22_zero``), free (contracting), passive
-    (rho = 0; rho > 0 under ``compat="julia"``), or from the supply (DESIGN §3.2):
+    (rho = 0; rho > 0 under ``compat="julia"``), or from the supply (docs/math/ren.md#ren):
     ``D22 = L_Q^-1 N L_R - Q^-1 S^T``."""
     X = direct["X"]
     if cfg.identity_output or cfg.d22_zero:
@@ -185,7 +185,7 @@ def ren_explicit(direct: Mapping[str, Array], cfg: ModelConfig, *, xp: Namespace
     """Map a REN's free parameters to its explicit form.
 
     Training moves ``direct`` freely; this map makes every point a model of the family: for every
-    finite ``direct`` the dissipation matrix of DESIGN §3.4 is positive definite (in exact
+    finite ``direct`` the dissipation matrix of docs/math/certificates.md#dissipation-matrix is positive definite (in exact
     arithmetic; ``r2dn.certify`` reports the float margin).
     """
     nx, nv = cfg.nx, cfg.nv

@@ -3,7 +3,7 @@
 Both families read ``v = C1 x + D12 u + bv``, update ``x+ = A x + B1 w + B2 u + bx`` and output
 ``y = C2 x + D21 w + D22 u + by``; they differ only in ``w = nonlinearity(v)`` (an equilibrium for
 a REN, an LBDN for an R2DN). Input terms of a whole sequence are one product before the loop, and
-outputs are one product after it (DESIGN §6), so the loop body is two small products plus the
+outputs are one product after it (docs/math/performance.md#performance), so the loop body is two small products plus the
 nonlinearity. Batch-first rows throughout: ``x (batch, nx)``, ``us (T, batch, nu)``.
 """
 

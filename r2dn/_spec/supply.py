@@ -1,4 +1,4 @@
-"""The factors of an incremental supply rate (Q, S, R), in one place (DESIGN §3.2-3.3)."""
+"""The factors of an incremental supply rate (Q, S, R), in one place (docs/math/ren.md#long-memory-init and docs/math/r2dn.md#long-memory-init)."""
 
 from __future__ import annotations
 
