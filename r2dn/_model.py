@@ -95,32 +95,63 @@ class RecurrentMixin(ModelMixin):
         """A backend's custom-gradient REN equilibrium ``(D11, v) -> w``, or None for the spec's."""
         return None
 
-    def _rollout(self, e: Any, nonlinearity: Callable, x0: Any, us: Any) -> tuple[Any, Any]:
-        """The time loop; backends override (JAX uses lax.scan)."""
+    def _rollout(self, e: Any, nonlinearity: Callable, x0: Any, us: Any, *,
+                 chunk: int | None = None) -> tuple[Any, Any]:
+        """The time loop; backends override (JAX uses lax.scan, torch checkpoints ``chunk``s).
+
+        Without autograd ``chunk`` changes nothing, so this plain loop ignores it."""
         return _spec.simulate_loop(e, nonlinearity, x0, us, xp=self._xp)
 
     def _prepare(self):
         e = self.explicit()
         return e, _spec.nonlinearity(e, self._activation(), xp=self._xp, solver=self._solver())
 
-    def forward(self, x: Any, u: Any) -> tuple[Any, Any]:
-        """One step: ``x (batch, nx)``, ``u (batch, nu)`` -> ``(x_next (batch, nx), y (batch, ny))``."""
+    def forward(self, x: Any, u: Any, *, chunk: int | None = None) -> tuple[Any, Any]:
+        """One step, or a whole sequence when ``u`` is 3-D (the same call as :meth:`simulate`).
+
+        ``x (batch, nx)``, ``u (batch, nu)`` -> ``(x_next (batch, nx), y (batch, ny))``;
+        ``x0 (batch, nx)``, ``us (T, batch, nu)`` -> ``(x_T (batch, nx), ys (T, batch, ny))``.
+        Wrappers that act on the module's call (DDP, FSDP, hooks) see the whole sequence.
+        """
+        if getattr(u, "ndim", None) == 3:
+            return self._sequence("forward", x, u, chunk)
+        if chunk is not None:
+            raise ValueError(f"{self.config.model}.forward: `chunk` applies to a sequence "
+                             f"`u (T, batch, nu)`; got a 2-D `u` (one step) with chunk={chunk!r}.")
         c = self.config
         self._check("forward", "x", x, (None, c.nx), f"(batch, nx) with nx={c.nx}")
         self._check("forward", "u", u, (x.shape[0], c.nu), f"(batch, nu) = ({x.shape[0]}, {c.nu})")
         x_next, ys = self._rollout(*self._prepare(), x, u[None, ...])
         return x_next, ys[0, ...]
 
-    def simulate(self, x0: Any, us: Any) -> tuple[Any, Any]:
+    def simulate(self, x0: Any, us: Any, *, chunk: int | None = None) -> tuple[Any, Any]:
         """Run from ``x0 (batch, nx)`` over inputs ``us (T, batch, nu)``; returns
-        ``(x_T (batch, nx), ys (T, batch, ny))``. Explicit matrices are built once per call."""
+        ``(x_T (batch, nx), ys (T, batch, ny))``. Explicit matrices are built once per call.
+
+        ``chunk=K`` (a positive int) runs the rollout in chunks of K steps; where the backend
+        records gradients it keeps only each chunk's first state and recomputes the chunk in the
+        backward pass (memory grows with T/K + K instead of T; same outputs and gradients).
+        """
+        return self._sequence("simulate", x0, us, chunk)
+
+    def _sequence(self, method: str, x0: Any, us: Any, chunk: int | None) -> tuple[Any, Any]:
+        self._check_sequence(method, x0, us, chunk)
+        if chunk is None:
+            return self._rollout(*self._prepare(), x0, us)
+        return self._rollout(*self._prepare(), x0, us, chunk=chunk)
+
+    def _check_sequence(self, method: str, x0: Any, us: Any, chunk: int | None) -> None:
+        """Raise a clear error for a bad ``x0``, ``us`` or ``chunk`` of ``method``."""
         c = self.config
-        self._check("simulate", "x0", x0, (None, c.nx), f"(batch, nx) with nx={c.nx}")
-        self._check("simulate", "us", us, (None, x0.shape[0], c.nu),
+        self._check(method, "x0", x0, (None, c.nx), f"(batch, nx) with nx={c.nx}")
+        self._check(method, "us", us, (None, x0.shape[0], c.nu),
                     f"(T, batch, nu) with batch={x0.shape[0]}, nu={c.nu}")
         if us.shape[0] < 1:
-            raise ValueError(f"{c.model}.simulate: `us` must hold at least one time step; got T=0.")
-        return self._rollout(*self._prepare(), x0, us)
+            raise ValueError(f"{c.model}.{method}: `us` must hold at least one time step; got T=0.")
+        if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int)
+                                  or chunk < 1):
+            raise ValueError(f"{c.model}.{method}: `chunk` must be a positive integer (time steps "
+                             f"per checkpointed chunk) or None; got chunk={chunk!r}.")
 
     def init_state(self, batch: int) -> Any:
         """Zero state ``(batch, nx)`` with the model's dtype and device."""
