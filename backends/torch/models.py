@@ -23,11 +23,11 @@ import torch
 
 from r2dn import _spec, checkpoint
 from r2dn._model import dtype_name, family_classes, to_numpy
-from r2dn.config import DTYPES, ModelConfig
+from r2dn.config import DTYPES, FEEDFORWARD_FAMILIES, ModelConfig
 from r2dn.init import direct_shapes, init_direct
 
 from .autograd import implicit_equilibrium
-from .rollout import rollout
+from .rollout import compiled_cell, rollout
 
 _TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -226,8 +226,25 @@ class TorchModel:
     def _rollout(self, e: Any, nonlinearity: Callable, x0: Any, us: Any, *,
                  chunk: int | None = None) -> tuple[Any, Any]:
         """:func:`.rollout.rollout`; under ``torch.compile`` only its cell is compiled."""
-        return rollout(e, nonlinearity, x0, us, chunk=chunk,
-                       compile_cell=torch.compiler.is_compiling())
+        step = self.__dict__.get("_step")
+        if step is None:
+            step = compiled_cell() if torch.compiler.is_compiling() else _spec.cell
+        return rollout(e, nonlinearity, x0, us, chunk=chunk, step=step)
+
+    def compile(self, **options: Any) -> None:
+        """Compile the model's recurrent cell with ``torch.compile(**options)``, in place.
+
+        Unlike ``nn.Module.compile``, the module's call stays eager: the explicit matrices are
+        built once per call and the time loop runs in Python around the compiled cell, so the
+        compile time does not grow with the sequence length and a new T compiles nothing.
+        ``torch.compile(model)`` does the same for the loop (the cell is compiled with default
+        options; only the thin ``forward`` frame is traced, once more for a second T, after which
+        dynamo treats T as dynamic). A feed-forward model compiles its ``forward`` as usual.
+        """
+        if self._config.model in FEEDFORWARD_FAMILIES:
+            torch.nn.Module.compile(self, **options)
+            return
+        self._step = compiled_cell(**options)
 
     @property
     def device(self) -> torch.device:

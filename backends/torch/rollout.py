@@ -25,17 +25,19 @@ from r2dn import _spec
 _COMPILED: dict[str, Callable[..., Any]] = {}
 
 
-def compiled_cell() -> Callable[..., Any]:
-    """:func:`r2dn._spec.cell` under ``torch.compile`` (one wrapper; dynamo caches per shape)."""
-    if "cell" not in _COMPILED:
-        _COMPILED["cell"] = torch.compile(_spec.cell)
-    return _COMPILED["cell"]
+def compiled_cell(**options: Any) -> Callable[..., Any]:
+    """:func:`r2dn._spec.cell` under ``torch.compile(**options)``, one wrapper per options (dynamo
+    caches its graphs per input shape and ``requires_grad``, never per sequence length)."""
+    key = repr(sorted(options.items()))
+    if key not in _COMPILED:
+        _COMPILED[key] = torch.compile(_spec.cell, **options)
+    return _COMPILED[key]
 
 
 @torch.compiler.disable
 def rollout(e: Any, nonlinearity: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor,
             us: torch.Tensor, *, chunk: int | None = None,
-            compile_cell: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+            step: Callable[..., Any] = _spec.cell) -> tuple[torch.Tensor, torch.Tensor]:
     """``(x_T (batch, nx), ys (T, batch, ny))`` of the spec's loop, run the torch way.
 
     Parameters
@@ -46,16 +48,14 @@ def rollout(e: Any, nonlinearity: Callable[[torch.Tensor], torch.Tensor], x0: to
     us : torch.Tensor (T, batch, nu)
     chunk : int, optional
         Steps per activation-checkpointed chunk (``None``: no checkpointing).
-    compile_cell : bool
-        Run the step through :func:`compiled_cell` (set when the caller is being compiled).
+    step : callable
+        :func:`r2dn._spec.cell` or a drop-in for it (:func:`compiled_cell`).
 
     Notes
     -----
     Excluded from ``torch.compile`` tracing (a graph break): the loop runs eagerly around the
     compiled cell, so a new T neither unrolls nor recompiles anything.
     """
-    step = compiled_cell() if compile_cell else _spec.cell
-
     def segment(x: torch.Tensor, part: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return _spec.simulate_loop(e, nonlinearity, x, part, xp=xp_torch, step=step,
                                    unstack=torch.unbind)
