@@ -56,11 +56,16 @@ def _autocast_devices(device: torch.device) -> tuple[str, ...]:
                                if torch.amp.is_autocast_available(t)))
 
 
-def _in_dtype(args: tuple, dtype: torch.dtype, devices: tuple[str, ...]) -> tuple:
-    """``args`` with reduced-precision tensors (float16, bfloat16) cast to ``dtype`` when autocast
-    is on: outputs of autocast layers may feed the model, which computes in its own dtype."""
-    if not any(torch.is_autocast_enabled(t) for t in devices):
-        return args
+def _autocast_on(device: torch.device) -> bool:
+    """Whether autocast is on for the CPU or for ``device``'s type."""
+    return torch.is_autocast_enabled("cpu") or (
+        device.type != "cpu" and device.type in _autocast_devices(device)
+        and torch.is_autocast_enabled(device.type))
+
+
+def _in_dtype(args: tuple, dtype: torch.dtype) -> tuple:
+    """``args`` with reduced-precision tensors (float16, bfloat16) cast to ``dtype``: under
+    autocast, outputs of autocast layers may feed the model, which computes in its own dtype."""
     return tuple(a.to(dtype) if isinstance(a, torch.Tensor)
                  and a.dtype in (torch.float16, torch.bfloat16) else a for a in args)
 
@@ -190,6 +195,8 @@ class TorchModel:
                 f"{self._config.model}: the parameters are sharded DTensors (FSDP2 fully_shard); "
                 "call the module itself, model(x0, us) or model(x, u), whose forward gathers them, "
                 "instead of explicit() or simulate() on the sharded module.")
+        if not _autocast_on(self._reference().device):
+            return super().explicit()
         with _no_autocast(self._reference().device):
             return super().explicit()
 
@@ -200,12 +207,12 @@ class TorchModel:
         Computes in the parameters' dtype even inside ``torch.autocast`` (the certified model);
         there, float16/bfloat16 inputs are cast to it first. ``chunk`` is for sequences only.
         """
-        devices = _autocast_devices(self._reference().device)
-        with _no_autocast(self._reference().device):
-            args = _in_dtype(args, self._reference().dtype, devices)
-            if chunk is None:
-                return super().forward(*args)
-            return super().forward(*args, chunk=chunk)
+        kw = {} if chunk is None else {"chunk": chunk}
+        ref = self._reference()
+        if not _autocast_on(ref.device):
+            return super().forward(*args, **kw)
+        with _no_autocast(ref.device):
+            return super().forward(*_in_dtype(args, ref.dtype), **kw)
 
     def simulate(self, x0: Any, us: Any, *, chunk: int | None = None) -> tuple[Any, Any]:
         """Run from ``x0 (batch, nx)`` over ``us (T, batch, nu)``: ``(x_T, ys (T, batch, ny))``.
@@ -218,8 +225,8 @@ class TorchModel:
         (``torch.utils.checkpoint``, non-reentrant): the same outputs and gradients, with
         memory for T/K states plus one chunk's activations instead of T steps' activations.
         """
-        devices = _autocast_devices(self._reference().device)
-        x0, us = _in_dtype((x0, us), self._reference().dtype, devices)
+        if _autocast_on(self._reference().device):
+            x0, us = _in_dtype((x0, us), self._reference().dtype)
         self._check_sequence("simulate", x0, us, chunk)     # errors named `simulate`
         return self(x0, us, chunk=chunk)
 
