@@ -56,6 +56,11 @@ def rollout(e: Any, nonlinearity: Callable[[torch.Tensor], torch.Tensor], x0: to
     Excluded from ``torch.compile`` tracing (a graph break): the loop runs eagerly around the
     compiled cell, so a new T neither unrolls nor recompiles anything.
     """
+    if step is not _spec.cell and e.A.requires_grad and not x0.requires_grad:
+        # the compiled cell's graphs depend on whether `x` requires grad: a detached copy of a
+        # constant x0 that does makes the first step use the later steps' graph (one compilation)
+        x0 = x0.detach().requires_grad_(True)
+
     def segment(x: torch.Tensor, part: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return _spec.simulate_loop(e, nonlinearity, x, part, xp=xp_torch, step=step,
                                    unstack=torch.unbind)
