@@ -214,28 +214,41 @@ class RecurrentMixin(ModelMixin):
         solver = b.equilibrium(c.activation, act) if c.family == "ren" else None
         return b.rollout(e, _spec.nonlinearity(e, act, xp=b.xp, solver=solver), x0, us, **options)
 
-    def forward(self, x: Any, u: Any) -> tuple[Any, Any]:
-        """One time step, ``model(x, u)``.
+    def forward(self, x: Any, u: Any, *, chunk: int | None = None) -> tuple[Any, Any]:
+        """One time step ``model(x, u)``, or a whole sequence ``model(x0, us)`` when ``u`` is 3-D.
+
+        The sequence call is the same as :meth:`simulate`; wrappers that act on a module's call
+        (torch's DDP and FSDP2, hooks) then see the whole sequence.
 
         Parameters
         ----------
         x : array (batch, nx)
-            State, of the model's framework, dtype (and device).
-        u : array (batch, nu)
-            Input.
+            State (or initial state), of the model's framework, dtype (and device).
+        u : array (batch, nu) or (T, batch, nu)
+            One input, or a time-major sequence of inputs (T >= 1).
+        chunk : int, optional
+            For a sequence only: see :meth:`simulate`.
 
         Returns
         -------
         x_next : array (batch, nx)
-        y : array (batch, ny)
+            The next state (after the last step, for a sequence).
+        y : array (batch, ny) or (T, batch, ny)
+            The output (of every step, for a sequence).
 
         Raises
         ------
         TypeError
             Arrays of another framework or dtype.
         ValueError
-            Wrong shapes; non-finite inputs when :class:`r2dn.check_finite_inputs` is on.
+            Wrong shapes, T = 0, ``chunk`` with one step or not a positive integer; non-finite
+            inputs when :class:`r2dn.check_finite_inputs` is on.
         """
+        if getattr(u, "ndim", None) == 3:
+            return self._sequence("forward", x, u, chunk)
+        if chunk is not None:
+            raise ValueError(f"{self.config.model}.forward: `chunk` applies to a sequence "
+                             f"`u (T, batch, nu)`; got a 2-D `u` (one step) with chunk={chunk!r}.")
         c = self.config
         batch = _leading(x)
         self._check(c, "forward", (("x", x, (None, c.nx), f"(batch, nx) with nx={c.nx}"),
@@ -243,16 +256,22 @@ class RecurrentMixin(ModelMixin):
         x_next, ys = self._run(c, x, u[None, ...])
         return x_next, ys[0, ...]
 
-    def _check_sequence(self, c: ModelConfig, x0: Any, us: Any) -> None:
-        """The input checks of :meth:`simulate`."""
+    def _check_sequence(self, c: ModelConfig, x0: Any, us: Any, method: str = "simulate",
+                        chunk: int | None = None) -> None:
+        """The input checks of a sequence call (:meth:`simulate`, or :meth:`forward` with 3-D
+        ``u``): shapes, dtypes, devices, T >= 1 and ``chunk``."""
         batch = _leading(x0)
-        self._check(c, "simulate", (("x0", x0, (None, c.nx), f"(batch, nx) with nx={c.nx}"),
-                                    ("us", us, (None, batch, c.nu),
-                                     f"(T, batch, nu) with batch={batch}, nu={c.nu}")))
+        self._check(c, method, (("x0", x0, (None, c.nx), f"(batch, nx) with nx={c.nx}"),
+                                ("us", us, (None, batch, c.nu),
+                                 f"(T, batch, nu) with batch={batch}, nu={c.nu}")))
         if us.shape[0] < 1:
-            raise ValueError(f"{c.model}.simulate: `us` must hold at least one time step; got T=0.")
+            raise ValueError(f"{c.model}.{method}: `us` must hold at least one time step; got T=0.")
+        if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int)
+                                  or chunk < 1):
+            raise ValueError(f"{c.model}.{method}: `chunk` must be a positive integer (time steps "
+                             f"per checkpointed chunk) or None; got chunk={chunk!r}.")
 
-    def simulate(self, x0: Any, us: Any) -> tuple[Any, Any]:
+    def simulate(self, x0: Any, us: Any, *, chunk: int | None = None) -> tuple[Any, Any]:
         """Run the model over a sequence; the explicit matrices are built once per call.
 
         Parameters
@@ -261,6 +280,12 @@ class RecurrentMixin(ModelMixin):
             Initial state (``model.init_state(batch)`` for zeros).
         us : array (T, batch, nu)
             Inputs, time-major, T >= 1.
+        chunk : int, optional
+            Run the rollout in chunks of ``chunk`` steps. Where the backend records gradients
+            (torch, JAX) each chunk is checkpointed: a gradient keeps only each chunk's first
+            state and recomputes the chunk in the backward pass, so its memory grows with
+            T/chunk + chunk instead of T (the same outputs and gradients). Without autograd
+            (NumPy) it changes nothing.
 
         Returns
         -------
@@ -274,7 +299,8 @@ class RecurrentMixin(ModelMixin):
         TypeError
             Arrays of another framework or dtype.
         ValueError
-            Wrong shapes, T = 0; non-finite inputs when :class:`r2dn.check_finite_inputs` is on.
+            Wrong shapes, T = 0, a bad ``chunk``; non-finite inputs when
+            :class:`r2dn.check_finite_inputs` is on.
 
         Examples
         --------
@@ -284,9 +310,14 @@ class RecurrentMixin(ModelMixin):
         >>> xT.shape, ys.shape
         ((5, 3), (10, 5, 1))
         """
+        return self._sequence("simulate", x0, us, chunk)
+
+    def _sequence(self, method: str, x0: Any, us: Any, chunk: int | None) -> tuple[Any, Any]:
         c = self.config
-        self._check_sequence(c, x0, us)
-        return self._run(c, x0, us)
+        self._check_sequence(c, x0, us, method, chunk)
+        if chunk is None:
+            return self._run(c, x0, us)
+        return self._run(c, x0, us, chunk=chunk)
 
     def init_state(self, batch: int) -> Any:
         """Zero state ``(batch, nx)`` with the model's dtype and device."""

@@ -43,7 +43,8 @@ def spec_rollout(xp: Namespace) -> Callable[..., tuple[Array, Array]]:
     """The time loop of a backend with none of its own: :func:`r2dn._spec.simulate_loop`."""
 
     def rollout(e: Any, nonlinearity: Callable[[Array], Array], x0: Array,
-                us: Array) -> tuple[Array, Array]:
+                us: Array, *, chunk: int | None = None) -> tuple[Array, Array]:
+        # without autograd, checkpointed chunks change nothing: `chunk` is accepted and unused
         return _spec.simulate_loop(e, nonlinearity, x0, us, xp=xp)
 
     return rollout

@@ -1,5 +1,6 @@
-"""The torch backend's record for :mod:`r2dn.backends`: devices, the implicit-function gradient
-of the REN equilibrium (:mod:`.autograd`) and ``torch.relu`` as the relu kernel."""
+"""The torch backend's record for :mod:`r2dn.backends`: devices, the time loop of :mod:`.rollout`
+(compiled cell, checkpointed chunks), the implicit-function derivatives of the REN equilibrium
+(:mod:`.autograd`) and ``torch.relu`` as the relu kernel."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ import array_api_compat.torch as xp_torch
 import numpy as np
 import torch
 
-from r2dn.backends import Backend, spec_rollout
+from r2dn.backends import Backend
 
 from .autograd import implicit_equilibrium
+from .rollout import rollout
 
 
 def _asarray(a: np.ndarray, like: torch.Tensor) -> torch.Tensor:
@@ -57,6 +59,6 @@ def _adapter() -> type:
 
 BACKEND = Backend(name="torch", module="r2dn.torch", xp=xp_torch, default_dtype="float32",
                   from_numpy=torch.tensor, asarray=_asarray, all_finite=_all_finite,
-                  rollout=spec_rollout(xp_torch),
+                  rollout=rollout,
                   equilibrium=_equilibrium, adapter=_adapter, check_device=_check_input,
                   kernels={"relu": torch.relu})

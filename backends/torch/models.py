@@ -12,19 +12,22 @@ container modules ``network`` -> ``layers`` -> ``0`` (a parameter name cannot ho
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import inspect
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import array_api_compat.torch as xp_torch
 import numpy as np
 import torch
 
-from r2dn import checkpoint
+from r2dn import _spec, checkpoint
 from r2dn._model import dtype_name, family_classes, to_numpy
-from r2dn.config import DTYPES, ModelConfig
+from r2dn.config import DTYPES, FEEDFORWARD_FAMILIES, ModelConfig
 from r2dn.init import direct_shapes, init_direct
 
 from .backend import BACKEND, check_device  # noqa: F401 - check_device is public
+from .rollout import compiled_cell
 
 _TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -32,6 +35,39 @@ _TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 def torch_dtype(name: str) -> torch.dtype:
     """``torch.float32`` for ``"float32"``, ``torch.float64`` for ``"float64"``."""
     return _TORCH_DTYPES[name]
+
+
+def dtype_argument(owner: str, dtype: Any) -> str | None:
+    """A constructor's ``dtype`` as the config's name: ``None``, ``"float32"``/``"float64"`` or
+    ``torch.float32``/``torch.float64``; anything else raises a ``ValueError`` saying so."""
+    if dtype is None or isinstance(dtype, str):
+        return dtype                             # the config constructor validates names
+    for name, value in _TORCH_DTYPES.items():
+        if dtype == value:
+            return name
+    raise ValueError(f"{owner}: `dtype` must be 'float32', 'float64', torch.float32 or "
+                     f"torch.float64; got dtype={dtype!r}. (For reduced precision keep float32 "
+                     "parameters and use torch.autocast: the model runs in its own dtype.)")
+
+
+def _autocast_devices(device: torch.device) -> tuple[str, ...]:
+    """The autocast device types to switch off around a computation on ``device``."""
+    return tuple(dict.fromkeys(t for t in ("cpu", device.type)
+                               if torch.amp.is_autocast_available(t)))
+
+
+def _autocast_on(device: torch.device) -> bool:
+    """Whether autocast is on for the CPU or for ``device``'s type."""
+    return torch.is_autocast_enabled("cpu") or (
+        device.type != "cpu" and device.type in _autocast_devices(device)
+        and torch.is_autocast_enabled(device.type))
+
+
+def _in_dtype(args: tuple, dtype: torch.dtype) -> tuple:
+    """``args`` with reduced-precision tensors (float16, bfloat16) cast to ``dtype``: under
+    autocast, outputs of autocast layers may feed the model, which computes in its own dtype."""
+    return tuple(a.to(dtype) if isinstance(a, torch.Tensor)
+                 and a.dtype in (torch.float16, torch.bfloat16) else a for a in args)
 
 
 def _as_tensor(owner: str, name: str, value: Any, dtype: torch.dtype,
@@ -151,16 +187,120 @@ class TorchModel:
         factorisations once per call, so compiling it gains nothing, while tracing it through the
         array-API layer costs many seconds of compile time. Gradients flow through it as usual.
         (So ``torch.compile(model.simulate)`` works, but not with ``fullgraph=True``.)
+
+        Always computed in the parameters' dtype, also inside ``torch.autocast``.
         """
-        return super().explicit()
+        direct = self._direct_arrays()
+        if _is_sharded(direct):
+            raise RuntimeError(
+                f"{self._config.model}: the parameters are sharded DTensors (FSDP2 fully_shard); "
+                "call the module itself, model(x0, us) or model(x, u), whose forward gathers them, "
+                "instead of explicit() or simulate() on the sharded module.")
+        if not _autocast_on(self._reference().device):
+            return super().explicit()
+        with _no_autocast(self._reference().device):
+            return super().explicit()
+
+    def forward(self, *args: Any, chunk: int | None = None) -> Any:
+        """``model(x, u)`` one step, ``model(x0, us)`` a sequence (``us (T, batch, nu)``), or
+        ``model(u)`` of a feed-forward model; see the mixins' ``forward`` and :meth:`simulate`.
+
+        Computes in the parameters' dtype even inside ``torch.autocast`` (the certified model);
+        there, float16/bfloat16 inputs are cast to it first. ``chunk`` is for sequences only.
+        """
+        kw = {} if chunk is None else {"chunk": chunk}
+        ref = self._reference()
+        if not _autocast_on(ref.device):
+            return super().forward(*args, **kw)
+        with _no_autocast(ref.device):
+            return super().forward(*_in_dtype(args, ref.dtype), **kw)
+
+    def simulate(self, x0: Any, us: Any, *, chunk: int | None = None) -> tuple[Any, Any]:
+        """Run from ``x0 (batch, nx)`` over ``us (T, batch, nu)``: ``(x_T, ys (T, batch, ny))``.
+
+        The same as ``model(x0, us, chunk=chunk)``, through the module's ``__call__`` (so hooks and
+        FSDP2's parameter gathering run). Under DDP call the wrapper, ``ddp(x0, us)``: a method
+        of ``ddp.module`` bypasses DDP's gradient synchronisation.
+
+        ``chunk=K`` runs the rollout in chunks of K steps with activation checkpointing
+        (``torch.utils.checkpoint``, non-reentrant): the same outputs and gradients, with
+        memory for T/K states plus one chunk's activations instead of T steps' activations.
+        """
+        if _autocast_on(self._reference().device):
+            x0, us = _in_dtype((x0, us), self._reference().dtype)
+        self._check_sequence(self.config, x0, us, "simulate", chunk)   # errors name `simulate`
+        return self(x0, us, chunk=chunk)
+
+    def _run(self, c: ModelConfig, x0: Any, us: Any, **options: Any) -> tuple[Any, Any]:
+        """The mixin's run, with the cell torch steps: the one compiled by :meth:`compile`, a
+        compiled one under ``torch.compile``, else the spec's (:func:`.rollout.rollout`)."""
+        step = self.__dict__.get("_step")
+        if step is None:
+            step = compiled_cell() if torch.compiler.is_compiling() else _spec.cell
+        return super()._run(c, x0, us, step=step, **options)
+
+    def compile(self, **options: Any) -> None:
+        """Compile the model's recurrent cell with ``torch.compile(**options)``, in place.
+
+        Unlike ``nn.Module.compile``, the module's call stays eager: the explicit matrices are
+        built once per call and the time loop runs in Python around the compiled cell, so the
+        compile time does not grow with the sequence length and a new T compiles nothing.
+        ``torch.compile(model)`` does the same for the loop (the cell is compiled with default
+        options; only the thin ``forward`` frame is traced, once more for a second T, after which
+        dynamo treats T as dynamic). A feed-forward model compiles its ``forward`` as usual.
+        """
+        if self._config.model in FEEDFORWARD_FAMILIES:
+            torch.nn.Module.compile(self, **options)
+            return
+        self._step = compiled_cell(**options)
 
     @property
     def device(self) -> torch.device:
         """The device of the parameters (inputs must live there too)."""
         return self._reference().device
 
+@contextlib.contextmanager
+def _no_autocast(device: torch.device) -> Iterator[None]:
+    """Autocast switched off for the CPU and ``device``'s type, where autocast exists."""
+    with contextlib.ExitStack() as stack:
+        for kind in _autocast_devices(device):
+            stack.enter_context(torch.autocast(kind, enabled=False))
+        yield
 
-_CLASSES = family_classes(TorchModel, __name__, "float32", extra_bases=(torch.nn.Module,))
+
+def _is_sharded(direct: Mapping[str, torch.Tensor]) -> bool:
+    """True when a parameter is a ``DTensor`` (FSDP2 keeps them sharded outside ``forward``)."""
+    if not torch.distributed.is_available():
+        return False
+    from torch.distributed.tensor import DTensor
+    return any(isinstance(v, DTensor) for v in direct.values())
+
+
+
+def _with_device_and_dtype(cls: type) -> type:
+    """Give a generated class's constructor ``device=`` and a ``dtype=`` that takes torch dtypes."""
+    init = cls.__init__
+
+    def __init__(self, *args: Any, device: torch.device | str | None = None,
+                 dtype: Any = None, **kwargs: Any) -> None:
+        init(self, *args, dtype=dtype_argument(cls.__name__, dtype), **kwargs)
+        if device is not None:
+            self.to(device)
+
+    sig = inspect.signature(init)
+    params = list(sig.parameters.values())
+    params.append(inspect.Parameter("device", inspect.Parameter.KEYWORD_ONLY, default=None,
+                                    annotation="torch.device | str | None"))
+    __init__.__signature__ = sig.replace(parameters=params)
+    cls.__init__ = __init__
+    cls.__doc__ = (cls.__doc__ or "") + (
+        "\n\n``dtype`` may also be ``torch.float32`` or ``torch.float64``; ``device`` (a "
+        "``torch.device`` or a string such as ``'cuda:0'``) is where the parameters live.")
+    return cls
+
+
+_CLASSES = {name: _with_device_and_dtype(cls) for name, cls in family_classes(
+    TorchModel, __name__, "float32", extra_bases=(torch.nn.Module,)).items()}
 SandwichLayer = _CLASSES["SandwichLayer"]
 LBDN = _CLASSES["LBDN"]
 ContractingREN = _CLASSES["ContractingREN"]

@@ -37,18 +37,23 @@ def outputs(e: Any, xs: Array, ws: Array, uy: Array) -> Array:
 
 
 def simulate_loop(e: Any, nonlinearity: Callable[[Array], Array], x0: Array, us: Array, *,
-                  xp: Namespace) -> tuple[Array, Array]:
-    """A plain Python time loop over :func:`cell` (NumPy, array-api-strict and eager torch).
+                  xp: Namespace, step: Callable[..., tuple[Array, Array]] = cell,
+                  unstack: Callable[[Array], Any] | None = None) -> tuple[Array, Array]:
+    """A plain Python time loop over :func:`cell` (NumPy, array-API-strict and eager torch).
 
     Returns ``(x_T, ys)`` with ``ys (T, batch, ny)``. JAX runs the same cell under ``lax.scan``.
+    A backend may pass ``step``, a drop-in for :func:`cell` (torch passes a compiled one), and
+    ``unstack``, which splits an array along its first axis (torch passes ``torch.unbind``, which
+    ``torch.func.vmap`` can batch; the array API's ``unstack`` goes through ``moveaxis``).
     """
     uv, ux, uy = input_terms(e, us, xp=xp)
+    split = (lambda a: xp.unstack(a, axis=0)) if unstack is None else unstack
     x = x0
     xs, ws = [], []
     # unstack once: indexing uv[t] every step would make an autograd framework's backward write
     # each step's cotangent into a zero array of the whole sequence (quadratic in T)
-    for uv_t, ux_t in zip(xp.unstack(uv, axis=0), xp.unstack(ux, axis=0)):
+    for uv_t, ux_t in zip(split(uv), split(ux)):
         xs.append(x)
-        x, w = cell(e, nonlinearity, x, uv_t, ux_t)
+        x, w = step(e, nonlinearity, x, uv_t, ux_t)
         ws.append(w)
     return x, outputs(e, xp.stack(xs, axis=0), xp.stack(ws, axis=0), uy)
