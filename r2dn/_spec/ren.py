@@ -14,7 +14,8 @@ from typing import NamedTuple
 
 from ..compat import PASSIVE_D22_JULIA, PRESETS
 from ..config import ModelConfig
-from ._xp import Array, Namespace, as_array, eye_like, gram, solve, zeros_like_shape
+from ._xp import Array, Namespace, as_array, eye_like, gram, solve, upper_cholesky, \
+    zeros_like_shape
 from .supply import supply_factors
 
 
@@ -100,15 +101,18 @@ def contraction_gap(direct: Mapping[str, Array], cfg: ModelConfig, *, xp: Namesp
     It factors the gap of N away from norm one without cancellation (``docs/math/float32.md``):
     ``I - N^T N = 4 (I + M)^-T G^T G (I + M)^-1`` when nu <= ny, and
     ``I - N N^T = 4 (I + M)^-1 G^T G (I + M)^-T`` when nu > ny (the Z3 term only then). G is the
-    triangular factor of a QR of the stacked ``[X3; sqrt(c) Z3; sqrt(eps) I]``, backward stable
-    in those factors, so its rounding grows with sqrt(cond) of the gap, not with cond.
+    upper Cholesky factor of that Gram matrix, summed from terms that are Gram matrices
+    themselves (no cancellation). A QR of the stacked ``[X3; sqrt(c) Z3; sqrt(eps) I]`` would
+    round with sqrt(cond) instead of cond, but JAX's QR derivative traces matmuls at default
+    precision, which the JAX backend's full-precision guarantee forbids; the REN map is computed
+    in float64 wherever the namespace has it.
     """
     X3 = direct["X3"]
-    rows = [X3, (cfg.eps ** 0.5) * eye_like(X3.shape[0], X3, xp=xp)]
+    gap = X3.T @ X3 + cfg.eps * eye_like(X3.shape[0], X3, xp=xp)
     if cfg.nu > cfg.ny:
         c = 1.0 - PRESETS[cfg.compat].d22_wide_block ** 2 / 4
-        rows.append((c ** 0.5) * direct["Z3"])
-    return xp.linalg.qr(xp.concat(rows, axis=0))[1]
+        gap = gap + c * (direct["Z3"].T @ direct["Z3"])
+    return upper_cholesky(gap, xp=xp)
 
 
 def feedthrough(direct: Mapping[str, Array], cfg: ModelConfig, Q: Array | None, S: Array | None,
