@@ -109,7 +109,8 @@ def _fail(path: Path, msg: str) -> CheckpointError:
 def _read_header(path: Path, blob: bytes) -> dict[str, Any]:
     if len(blob) < 8:
         raise _fail(path, f"truncated: {len(blob)} bytes, no safetensors header.")
-    if blob[:4] == b"PK\x03\x04" or blob[:1] == b"\x80":
+    # a safetensors header is JSON right after its 8-byte length (whose first byte may be 0x80)
+    if blob[8:9] != b"{" and (blob[:4] == b"PK\x03\x04" or blob[:1] == b"\x80"):
         raise _fail(path, "this is a pickle or zip file (as torch.save writes), not "
                           "an r2dn checkpoint; r2dn never unpickles. Load it with the tool that "
                           "wrote it, build the r2dn model (e.g. r2dn.torch.from_direct(config, "

@@ -163,3 +163,12 @@ def test_save_is_atomic(tmp_path, monkeypatch):
     with pytest.raises(Boom):
         r2dn.save(build(rn, "LBDN", 3, 0, 0, 2, seed=1), path)
     assert path.read_bytes() == before
+
+
+def test_a_header_length_whose_first_byte_looks_like_pickle_still_reads(tmp_path):
+    """A safetensors header length of 0x180 starts with the byte 0x80 (a pickle's first byte):
+    the file is still read as a checkpoint, not refused as a torch.save file."""
+    header = json.dumps({"__metadata__": {"format": "r2dn/1"}}).encode().ljust(0x180)
+    blob = struct.pack("<Q", len(header)) + header
+    assert blob[:1] == b"\x80"
+    assert checkpoint._read_header(tmp_path / "m.safetensors", blob) == {"__metadata__": {"format": "r2dn/1"}}
