@@ -43,3 +43,13 @@ def backend(request) -> backends.Backend:
         return backends.get(request.param)
     except ImportError as err:
         pytest.skip(f"backend {request.param!r} is not installed: {err}")
+
+
+@pytest.fixture
+def one_torch_thread():
+    """torch with one intra-op thread for the test (small tensors: threads only add noise)."""
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

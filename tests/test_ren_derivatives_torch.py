@@ -17,12 +17,7 @@ REN_FAMILIES = ["ContractingREN", "LipschitzREN", "PassiveREN", "GeneralREN"]
 H = 1e-5                     # central-difference step (truncation ~H^2, rounding ~eps / H)
 
 
-@pytest.fixture(autouse=True)
-def _one_intra_op_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:

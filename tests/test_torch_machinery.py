@@ -19,12 +19,7 @@ from torch.func import functional_call, jacfwd, jacrev, jvp, stack_module_state,
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _one_intra_op_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _r2dn(seed=0, **kw):

@@ -50,6 +50,14 @@ def _tril(x: torch.Tensor) -> torch.Tensor:
 _NO_PLAN_GRADS = (None,) * len(_spec.SubstitutionPlan._fields)
 
 
+def _save_solve(ctx: Any, inputs: tuple, output: torch.Tensor) -> None:
+    """``setup_context`` of both solves: D11, J and the output for either derivative, and the plan."""
+    D11, J = inputs[:2]
+    ctx.plan = _spec.SubstitutionPlan(*inputs[3:])
+    ctx.save_for_backward(D11, J, output)
+    ctx.save_for_forward(D11, J, output)
+
+
 class LowerSolve(torch.autograd.Function):
     """``y = (I - diag(J) L)^-1 s`` per row, L = tril(D11, -1): :func:`r2dn._spec.lower_solve`.
 
@@ -64,12 +72,7 @@ class LowerSolve(torch.autograd.Function):
     def forward(D11, J, s, *plan):
         return _spec.lower_solve(D11, J, s, xp=xp_torch, plan=_spec.SubstitutionPlan(*plan))
 
-    @staticmethod
-    def setup_context(ctx: Any, inputs: tuple, output: torch.Tensor) -> None:
-        D11, J = inputs[:2]
-        ctx.plan = _spec.SubstitutionPlan(*inputs[3:])
-        ctx.save_for_backward(D11, J, output)
-        ctx.save_for_forward(D11, J, output)
+    setup_context = staticmethod(_save_solve)
 
     @staticmethod
     def backward(ctx: Any, gy: torch.Tensor):
@@ -99,12 +102,7 @@ class UpperSolve(torch.autograd.Function):
     def forward(D11, J, c, *plan):
         return _spec.upper_solve(D11, J, c, xp=xp_torch, plan=_spec.SubstitutionPlan(*plan))
 
-    @staticmethod
-    def setup_context(ctx: Any, inputs: tuple, output: torch.Tensor) -> None:
-        D11, J = inputs[:2]
-        ctx.plan = _spec.SubstitutionPlan(*inputs[3:])
-        ctx.save_for_backward(D11, J, output)
-        ctx.save_for_forward(D11, J, output)
+    setup_context = staticmethod(_save_solve)
 
     @staticmethod
     def backward(ctx: Any, gz: torch.Tensor):
