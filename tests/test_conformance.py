@@ -328,3 +328,14 @@ def test_julia_backend_plumbing_with_a_fake_bridge(monkeypatch):
     assert by[("ContractingR2DN", "supported")] == "skip"       # compat="robustnn"
     assert by[("SandwichLayer", "supported")] == "skip"
     assert calls == ["ContractingREN", "LBDN"]
+
+
+def test_measured_worst_errors_are_within_their_tolerances():
+    """The recorded full-tier worst errors (``MEASURED``) name real checks and sit below the
+    tolerances the suite enforces; a tolerance tightened below a measured error fails here."""
+    from r2dn.conformance.tolerances import MEASURED, TOL
+    assert set(MEASURED) == set(TOL)
+    for dtype, worst in MEASURED.items():
+        assert set(worst) <= set(CHECKS), sorted(set(worst) - set(CHECKS))
+        for check, value in worst.items():
+            assert 0.0 <= value <= TOL[dtype][check], (dtype, check, value)

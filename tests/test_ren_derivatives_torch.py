@@ -24,17 +24,6 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(torch.linalg.vector_norm(a - b) / torch.linalg.vector_norm(b))
 
 
-class _Simulate(torch.nn.Module):
-    """``model.simulate`` as a forward, so ``torch.func.functional_call`` can swap parameters."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x0, us):
-        return self.model.simulate(x0, us)
-
-
 def _simulate_loss(model, T: int = 4, batch: int = 3):
     """``params -> loss`` of a rollout (a nonlinear loss, so the Hessian is not trivial), and the
     model's free parameters as a flat float64 vector."""
@@ -42,15 +31,14 @@ def _simulate_loss(model, T: int = 4, batch: int = 3):
     c = model.config
     x0 = torch.randn(batch, c.nx, generator=gen, dtype=torch.float64)
     us = torch.randn(T, batch, c.nu, generator=gen, dtype=torch.float64)
-    wrapper = _Simulate(model)
-    direct = {f"model.{k}": v.detach() for k, v in model.direct().items()}
+    direct = {k: v.detach() for k, v in model.direct().items()}
     names = [k for k, v in direct.items() if v.numel()]
     shapes = [direct[k].shape for k in names]
     sizes = [direct[k].numel() for k in names]
 
     def loss(theta):
         parts = dict(zip(names, (p.reshape(s) for p, s in zip(theta.split(sizes), shapes))))
-        xT, ys = torch.func.functional_call(wrapper, {**direct, **parts}, (x0, us))
+        xT, ys = torch.func.functional_call(model, {**direct, **parts}, (x0, us))
         return torch.sum(torch.sin(ys)) + torch.sum(xT**2)
 
     return loss, torch.cat([direct[k].reshape(-1) for k in names])

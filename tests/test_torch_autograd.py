@@ -72,29 +72,17 @@ def test_relu_equilibrium_gradient_matches_unrolled():
         torch.testing.assert_close(a, c, rtol=1e-12, atol=1e-12)
 
 
-class _Simulate(torch.nn.Module):
-    """``model.simulate`` as a forward, so ``torch.func.functional_call`` can swap parameters."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x0, us):
-        return self.model.simulate(x0, us)
-
-
 def _gradcheck_simulate(model, T: int = 3, batch: int = 2) -> bool:
     gen = torch.Generator().manual_seed(1)
     c = model.config
     x0 = torch.randn(batch, c.nx, generator=gen, dtype=torch.float64, requires_grad=True)
     us = torch.randn(T, batch, c.nu, generator=gen, dtype=torch.float64, requires_grad=True)
-    wrapper = _Simulate(model)
-    fixed = {f"model.{k}": v.detach() for k, v in model.direct().items()}
+    fixed = {k: v.detach() for k, v in model.direct().items()}
     names = [k for k, v in fixed.items() if v.numel()]
     params = tuple(fixed[k].clone().requires_grad_(True) for k in names)
 
     def f(x0, us, *ps):
-        return torch.func.functional_call(wrapper, {**fixed, **dict(zip(names, ps))}, (x0, us))
+        return torch.func.functional_call(model, {**fixed, **dict(zip(names, ps))}, (x0, us))
 
     # fast_mode checks the Jacobian along random directions (vs finite differences) instead of
     # entry by entry: the same test of the backward formula at a fraction of the cost.

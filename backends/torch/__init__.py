@@ -1,7 +1,7 @@
 """r2dn's PyTorch backend: every model of the catalogue as a ``torch.nn.Module``, CPU and CUDA.
 
 ``import r2dn.torch as rn`` gives ``rn.LBDN``, ``rn.ContractingREN``, ..., ``rn.GeneralR2DN`` with
-the constructor arguments and the API of DESIGN §2 (float32 by default), plus :func:`convert`,
+the constructor arguments and the API of docs/getting-started.md#model-api (float32 by default), plus :func:`convert`,
 :func:`from_direct` and :func:`empirical_gain`. Each model holds one ``nn.Parameter`` per free
 parameter; ``state_dict()`` is keyed by the canonical names of ``model.direct()``. Every formula
 comes from :mod:`r2dn._spec`; the REN equilibrium is differentiated by the implicit-function

@@ -6,7 +6,7 @@ Three Functions register the maps of :mod:`r2dn._spec.equilibrium` with autograd
   graph), differentiated by the implicit-function theorem: reverse mode by one back substitution
   (:func:`r2dn._spec.equilibrium_vjp`), forward mode by one forward substitution
   (:func:`r2dn._spec.equilibrium_jvp`). The nv forward steps are never differentiated one by one
-  (DESIGN §3.2).
+  (docs/math/ren.md#equilibrium).
 * :class:`LowerSolve` ``(I - J L)^-1 s`` and :class:`UpperSolve` ``(I - L^T J)^-1 c``: the linear
   substitutions those rules use, each the other's transpose. The backward passes are written with
   these Functions, so they are themselves differentiable: double backward (Hessian-vector

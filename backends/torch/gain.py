@@ -1,4 +1,4 @@
-"""An adversarial lower bound on a model's incremental gain (DESIGN §3.4, "adversarial ascent").
+"""An adversarial lower bound on a model's incremental gain (docs/math/certificates.md#empirical).
 
 The certificate bounds ``||y(u + du) - y(u)|| <= gamma ||du||`` for every input pair (and, for a
 recurrent model, from equal initial states over any horizon). :func:`empirical_gain` searches for

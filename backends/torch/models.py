@@ -87,7 +87,7 @@ def _as_tensor(owner: str, name: str, value: Any, dtype: torch.dtype,
 
 
 class TorchModel:
-    """Parameter holder of the torch backend (the public classes add the API of DESIGN §2).
+    """Parameter holder of the torch backend (the public classes add the API of docs/getting-started.md#model-api).
 
     The public classes are ``(TorchModel, <mixin>, torch.nn.Module)``: the mixin's ``forward`` and
     ``__repr__`` come before ``nn.Module``'s, and ``__call__`` is ``nn.Module.__call__`` (hooks,
