@@ -108,7 +108,7 @@ def test_equilibrium_vjp_matches_finite_differences():
     act = _spec.activation("tanh", xp=xnp)
     loss = lambda D, bb: float(np.sum(gw * _spec.equilibrium(D, bb, act, xp=xnp)))  # noqa: E731
     w = _spec.equilibrium(D11, b, act, xp=xnp)
-    slope = act.deriv(w @ D11.T + b, w)
+    slope = 1 - np.tanh(w @ D11.T + b) ** 2                 # tanh' at v, independently
     gD, gb = _spec.equilibrium_vjp(D11, w, slope, gw, xp=xnp)
     h = 1e-6
     num_b = np.zeros_like(b)
@@ -123,6 +123,17 @@ def test_equilibrium_vjp_matches_finite_differences():
         num_D[idx] = (loss(D11 + d, b) - loss(D11 - d, b)) / (2 * h)
     np.testing.assert_allclose(gb, num_b, atol=1e-8)
     np.testing.assert_allclose(gD, num_D, atol=1e-8)
+
+
+@pytest.mark.parametrize("name", ["relu", "tanh", "sigmoid", "identity"])
+def test_activation_derivative_from_its_output(name):
+    """Each named activation's derivative, written in its output w = sigma(v), equals sigma'(v) by
+    central differences in v (away from relu's kink)."""
+    a = _spec.activation(name, xp=xnp)
+    v = np.concatenate([np.linspace(-4, -0.01, 50), np.linspace(0.01, 4, 50)])
+    h = 1e-6
+    fd = (a.fn(v + h) - a.fn(v - h)) / (2 * h)
+    np.testing.assert_allclose(a.deriv(a.fn(v)), fd, rtol=1e-8, atol=1e-9)
 
 
 @pytest.mark.parametrize("block", [1, 3, 16, 37, 64])
@@ -149,7 +160,7 @@ def test_blocked_substitutions_against_the_dense_equations(act, block):
     assert set(calls) == {(batch, 1)} and nv <= len(calls) < nv + blocks   # once per column
     v = w @ D11.T + b
     np.testing.assert_allclose(w, a.fn(v), rtol=0, atol=1e-14)
-    slope = a.deriv(v, w)
+    slope = (1 - np.tanh(v) ** 2) if act == "tanh" else (v > 0).astype(float)
     gD, gb = _spec.equilibrium_vjp(D11, w, slope, gw, xp=xnp, plan=plan)
     dense = np.stack([s * np.linalg.solve(np.eye(nv) - D11.T * s[None, :], g)
                       for s, g in zip(slope, gw)])

@@ -30,15 +30,17 @@ import torch
 from r2dn import _spec
 
 
-def activation_slope(act: _spec.Activation, v: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """``sigma'(v)`` elementwise, ``v``, ``w = sigma(v)`` of shape (batch, nv) -> (batch, nv).
+def activation_slope(act: _spec.Activation, D11: torch.Tensor, b: torch.Tensor,
+                     w: torch.Tensor) -> torch.Tensor:
+    """sigma'(v) at the equilibrium ``w = sigma(v)``, ``v = D11 w + b`` (batch, nv).
 
-    Uses the spec's derivative of a named activation, or ``torch.func.jvp`` of ``act.fn`` for a
-    user callable (which must act elementwise, as a slope-restricted activation does). Either is
-    differentiable in ``v`` and ``w``.
+    Uses the spec's derivative of a named activation (a function of w alone, so v is not
+    recomputed), or ``torch.func.jvp`` of ``act.fn`` at v for a user callable (which must act
+    elementwise, as a slope-restricted activation does). Either is differentiable in w (and v).
     """
     if act.deriv is not None:
-        return act.deriv(v, w)
+        return act.deriv(w)
+    v = w @ _tril(D11).T + b
     return torch.func.jvp(act.fn, (v,), (torch.ones_like(v),))[1]
 
 
@@ -144,7 +146,7 @@ class Equilibrium(torch.autograd.Function):
     With v = D11 w + b and J = sigma'(v), reverse mode is ``g_b = J (I - L^T J)^-1 g_w``,
     ``g_D11 = tril(g_b^T w, -1)`` (:class:`UpperSolve`) and forward mode
     ``dw = (I - J L)^-1 J (dL w + db)`` (:func:`r2dn._spec.equilibrium_jvp`). The backward pass
-    recomputes v and J from the differentiable output w, so it is differentiable again.
+    computes J from the differentiable output w, so it is differentiable again.
     """
 
     generate_vmap_rule = True
@@ -163,14 +165,14 @@ class Equilibrium(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, gw: torch.Tensor):
         D11, b, w = ctx.saved_tensors
-        slope = activation_slope(ctx.act, w @ _tril(D11).T + b, w)
+        slope = activation_slope(ctx.act, D11, b, w)
         gb = slope * UpperSolve.apply(D11, slope, gw, *ctx.plan)
         return (_tril(gb.T @ w), gb, None) + _NO_PLAN_GRADS
 
     @staticmethod
     def jvp(ctx: Any, dD11, db, _dact, *_dplan):
         D11, b, w = ctx.saved_tensors
-        slope = activation_slope(ctx.act, w @ _tril(D11).T + b, w)
+        slope = activation_slope(ctx.act, D11, b, w)
         return _spec.equilibrium_jvp(D11, w, slope, _zero_if_none(dD11, D11),
                                      _zero_if_none(db, b), xp=xp_torch, plan=ctx.plan)
 

@@ -19,7 +19,7 @@ from .lbdn import LBDNExplicit, SandwichExplicit, lbdn_apply, lbdn_explicit, lbd
     sandwich_apply, sandwich_explicit
 from .r2dn import R2DNExplicit, r2dn_explicit
 from .equilibrium import SubstitutionPlan, equilibrium, equilibrium_jvp, equilibrium_vjp, \
-    lower_solve, python_scan, substitution_plan, upper_solve
+    lower_solve, python_scan, substitution_plan, tangent_system, upper_solve
 from .ren import RENExplicit, ren_explicit
 from .rollout import cell, input_terms, outputs, simulate_loop
 
@@ -27,7 +27,8 @@ __all__ = [
     "Activation", "LBDNExplicit", "R2DNExplicit", "RENExplicit", "SandwichExplicit", "activation",
     "SubstitutionPlan", "cell", "direct_to_explicit", "equilibrium", "equilibrium_jvp",
     "equilibrium_vjp", "feedforward", "flatten_explicit", "input_terms", "lower_solve",
-    "nonlinearity", "outputs", "python_scan", "simulate_loop", "substitution_plan", "upper_solve",
+    "nonlinearity", "outputs", "python_scan", "simulate_loop", "substitution_plan",
+    "tangent_system", "upper_solve",
 ]
 
 

@@ -12,13 +12,19 @@ applied to three maps (``L`` is the strictly lower triangle of D11, ``J = diag(s
 
 A block step takes a fixed number of operations whatever ``nv`` is: one product brings every
 solved block's contribution to the block's pre-activations, the block's ``BLOCK`` neurons are
-solved one by one on (batch, BLOCK) columns, and one product writes the block back. Blocks are
-stacked along a leading axis (:func:`substitution_plan`, which depends on D11 only and can be
-built once per rollout), so the loop over blocks is a ``scan``: a Python loop by default
-(:func:`python_scan`), ``jax.lax.scan`` in the JAX backend, which then traces one block step
-whatever ``nv`` is. Every read and write of a block is a product with a one-hot selection matrix,
-never an in-place update or an index that depends on the loop counter, so each map is linear in
-its linear inputs and every framework can differentiate, transpose and batch it.
+solved one by one on (batch, BLOCK) columns, and the solved block is written back by joining
+static slices. Blocks are stacked along a leading axis (:func:`substitution_plan`, which depends
+on D11 only and can be built once per rollout), so the loop over blocks is a ``scan``: a Python
+loop by default (:func:`python_scan`), ``jax.lax.scan`` in the JAX backend, which then traces one
+block step whatever ``nv`` is.
+
+The solution carried between block steps is kept *rotated*: at the step of block k its columns
+start at block k (forward) or end at it (reverse), so the block is read and written at a fixed
+position and the step shifts the carry by one block. The plan holds each block's rows (columns)
+of L rotated to match. No in-place writes, no index that depends on the loop counter and no
+product with a selection matrix: each map is linear in its linear inputs, every framework can
+differentiate, transpose and batch it, and the work per block step is one (batch, nv) x
+(nv, BLOCK) product plus the block's own neurons.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from typing import Any, NamedTuple
 
 from array_api_compat import device as _device
 
-from ._xp import Array, Namespace, eye_like, zeros_like_shape
+from ._xp import Array, Namespace, zeros_like_shape
 from .activations import Activation
 
 #: neurons per block of the substitutions
@@ -42,17 +48,17 @@ Scan = Callable[[Callable[[Any, tuple], Any], Any, tuple, bool], Any]
 class SubstitutionPlan(NamedTuple):
     """D11 cut into blocks for the substitutions; K = ceil(nv / block), nvp = K * block.
 
-    ``rows`` (K, block, nvp): the rows of the zero-padded strict lower triangle L belonging to
-    each block; ``cols`` (K, nvp, block): its columns; ``diag`` (K, block, block): the diagonal
-    blocks; ``select`` (K, block, nvp): one-hot, ``x @ select[k].T`` reads block k of a padded
-    (batch, nvp) array and ``y @ select[k]`` writes a (batch, block) array there.
+    ``L`` (nvp, nvp): the zero-padded strict lower triangle of D11. ``rows`` (K, block, nvp):
+    block k's rows of L, their columns rotated left by k blocks (the forward carry's order at
+    block k); ``cols`` (K, nvp, block): block k's columns of L, their rows rotated left by k + 1
+    blocks (the reverse carry's order at block k); ``diag`` (K, block, block): the diagonal
+    blocks.
     """
 
     L: Array
     rows: Array
     cols: Array
     diag: Array
-    select: Array
 
 
 def python_scan(step: Callable[[Any, tuple], Any], carry: Any, xs: tuple,
@@ -78,10 +84,34 @@ def substitution_plan(D11: Array, *, xp: Namespace, block: int = BLOCK) -> Subst
     if nvp > nv:
         L = xp.concat([L, zeros_like_shape((nv, nvp - nv), L, xp=xp)], axis=1)
         L = xp.concat([L, zeros_like_shape((nvp - nv, nvp), L, xp=xp)], axis=0)
-    rows = xp.reshape(L, (K, block, nvp))
-    select = xp.reshape(eye_like(nvp, L, xp=xp), (K, block, nvp))
-    selectT = xp.permute_dims(select, (0, 2, 1))
-    return SubstitutionPlan(L=L, rows=rows, cols=L @ selectT, diag=rows @ selectT, select=select)
+    return SubstitutionPlan(L=L, **_block_views(L, K, block, xp=xp))
+
+
+def _block_views(L: Array, K: int, B: int, *, xp: Namespace) -> dict[str, Array]:
+    """``rows``, ``cols`` and ``diag`` of :class:`SubstitutionPlan`, each one gather from L with
+    indices computed from shapes only, so the program does not grow with the number of blocks."""
+    n = K * B
+
+    def ar(m: int) -> Array:
+        return xp.arange(m, device=_device(L))
+
+    k = xp.reshape(ar(K) * B, (K, 1, 1))                 # first neuron of each block
+    i, j = xp.reshape(ar(B), (1, B, 1)), xp.reshape(ar(B), (1, 1, B))
+    flat = xp.reshape(L, (n * n,))
+
+    def gather(r: Array, c: Array) -> Array:
+        return xp.take(flat, xp.reshape(r * n + c, (-1,)), axis=0)
+
+    rows = gather(k + i, (xp.reshape(ar(n), (1, 1, n)) + k) % n)
+    cols = gather((xp.reshape(ar(n), (1, n, 1)) + k + B) % n, k + j)
+    diag = gather(k + i, k + j)
+    return dict(rows=xp.reshape(rows, (K, B, n)), cols=xp.reshape(cols, (K, n, B)),
+                diag=xp.reshape(diag, (K, B, B)))
+
+
+def _blocks(x: Array, K: int, *, xp: Namespace) -> Array:
+    """(batch, K * block) -> (K, batch, block): block k of every row, stacked for the scan."""
+    return xp.permute_dims(xp.reshape(x, (x.shape[0], K, x.shape[1] // K)), (1, 0, 2))
 
 
 def _pad(x: Array, nvp: int, *, xp: Namespace) -> Array:
@@ -106,16 +136,21 @@ def _substitute(plan: SubstitutionPlan, offset: Array | None, inputs: tuple[Arra
     Forward (``reverse=False``): ``y_i = neuron(offset_i + (L y)_i, inputs_i)``, first neuron
     first. Reverse: the same with ``L^T``, last neuron first. ``offset`` (or None) and ``inputs``
     are padded (batch, nvp) arrays; ``neuron`` maps (batch, 1) columns to a (batch, 1) column.
+
+    The carry Y is the solution so far, rotated as :class:`SubstitutionPlan` describes: forward,
+    block k sits in its first ``block`` columns (still zero) and the step appends the solved block
+    after the others; reverse, block k sits last and the step puts it first.
     """
-    B = plan.select.shape[1]
+    K, B = plan.diag.shape[0], plan.diag.shape[1]
     order = range(B - 1, -1, -1) if reverse else range(B)
 
     def step(Y, blk):
-        panel, diag, select = blk
+        panel, diag, *pieces = blk
         a = Y @ panel if reverse else Y @ panel.T      # what the solved blocks feed this block
         if offset is not None:
-            a = a + offset @ select.T
-        ins = list(zip(*(_columns(x @ select.T) for x in inputs))) or [()] * B
+            a = a + pieces[0]
+            pieces = pieces[1:]
+        ins = list(zip(*(_columns(x) for x in pieces))) or [()] * B
         feeds = diag if reverse else diag.T              # row i: neuron i's feed to the block
         ys = [None] * B
         for i in order:
@@ -123,11 +158,14 @@ def _substitute(plan: SubstitutionPlan, offset: Array | None, inputs: tuple[Arra
             ys[i] = yi
             if i != order[-1]:
                 a = a + yi * feeds[i, :]
-        return Y + xp.concat(ys, axis=1) @ select
+        if reverse:
+            return xp.concat(ys + [Y[:, :-B]], axis=1)
+        return xp.concat([Y[:, B:]] + ys, axis=1)
 
     Y0 = xp.zeros_like((inputs or (offset,))[0])       # (batch, nvp), sharded like the inputs
     panels = plan.cols if reverse else plan.rows
-    return scan(step, Y0, (panels, plan.diag, plan.select), reverse)
+    sliced = tuple(_blocks(x, K, xp=xp) for x in ((offset,) if offset is not None else ()) + inputs)
+    return scan(step, Y0, (panels, plan.diag) + sliced, reverse)
 
 
 def equilibrium(D11: Array, b: Array, act: Activation, *, xp: Namespace,
@@ -175,15 +213,29 @@ def upper_solve(D11: Array, J: Array, c: Array, *, xp: Namespace,
     return (cp + g @ plan.L)[:, :nv]
 
 
+def tangent_system(D11: Array, w: Array, slope: Array, dD11: Array, db: Array, *,
+                   xp: Namespace) -> tuple[Callable[[Array], Array], Array]:
+    """The linear system the equilibrium's tangent solves: ``(I - J L) dw = J (dL w + db)``.
+
+    Differentiating ``w = sigma(L w + b)`` (implicit-function theorem) with J = diag(sigma'(v))
+    (``slope``, batch x nv) and L, dL the strict lower triangles of D11 and dD11. Returns
+    ``(matvec, rhs)``: ``matvec(y) = y - J (L y)`` row by row (the operator that
+    :func:`lower_solve` inverts and :func:`upper_solve` inverts transposed) and the right-hand
+    side, for a framework's linear-solve primitive (``jax.lax.custom_linear_solve``).
+    """
+    L = xp.tril(D11, k=-1)
+    return (lambda y: y - slope * (y @ L.T)), slope * (w @ xp.tril(dD11, k=-1).T + db)
+
+
 def equilibrium_jvp(D11: Array, w: Array, slope: Array, dD11: Array, db: Array, *,
                     xp: Namespace, plan: SubstitutionPlan | None = None,
                     scan: Scan = python_scan) -> Array:
     """Forward-mode derivative of :func:`equilibrium` by the implicit-function theorem.
 
-    With J = diag(sigma'(v)) (``slope``, batch x nv) and L, dL the strict lower triangles of D11
-    and dD11: ``dw = (I - J L)^-1 J (dL w + db)``, one :func:`lower_solve`. Linear in (dD11, db).
+    ``dw = (I - J L)^-1 J (dL w + db)`` (:func:`tangent_system`), one :func:`lower_solve`.
+    Linear in (dD11, db).
     """
-    rhs = slope * (w @ xp.tril(dD11, k=-1).T + db)
+    _, rhs = tangent_system(D11, w, slope, dD11, db, xp=xp)
     return lower_solve(D11, slope, rhs, xp=xp, plan=plan, scan=scan)
 
 
