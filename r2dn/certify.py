@@ -220,6 +220,23 @@ def _warn(cfg: ModelConfig, rep: CertificateReport, model: Any, float64_maps: bo
     warnings.warn(what, R2DNWarning, stacklevel=3)
 
 
+def _with_wide_certificate(e: Any, model: Any, cfg: ModelConfig) -> Any:
+    """The model's dynamics matrices with E, P and Lambda of its own parameters mapped in float64.
+
+    E, P and Lambda are not part of a REN's dynamics: they are the proof (the storage function
+    P_c = E^T P^-1 E and the multiplier), and any proof certifies the model. The float64 map of
+    the model's own parameters (the same map and margin as the model's, before the cast) gives
+    them without the cast's rounding, which ``cond(P)`` amplifies in ``B1^T P_c B1``
+    (docs/math/float32.md#a-margin-built-into-the-map). Models without ``direct()`` and other
+    families keep their own.
+    """
+    if cfg.family != "ren" or cfg.dtype == "float64" or not hasattr(model, "direct"):
+        return e
+    direct = {k: np.asarray(to_numpy(v), dtype=np.float64) for k, v in model.direct().items()}
+    wide = _spec.direct_to_explicit(direct, cfg, xp=xnp)
+    return e._replace(E=wide.E, P=wide.P, Lambda=wide.Lambda)
+
+
 def certify(model: Any, *, float64_maps: bool = False, warn: bool = True,
             bounds: bool = True) -> CertificateReport:
     """Check a model of any backend against its certificate (docs/math/certificates.md#dissipation-matrix), in float64.
@@ -279,7 +296,7 @@ def certify(model: Any, *, float64_maps: bool = False, warn: bool = True,
         direct = {k: np.asarray(to_numpy(v), dtype=np.float64) for k, v in model.direct().items()}
         e = _spec.direct_to_explicit(direct, cfg.replace(dtype="float64"), xp=xnp)
     else:
-        e = _np(model.explicit())
+        e = _with_wide_certificate(_np(model.explicit()), model, cfg)
     for name, value in zip(e._fields, e):
         if isinstance(value, np.ndarray) and not np.all(np.isfinite(value)):
             raise ValueError(f"certify: explicit parameter `{name}` of the {cfg.model} is not finite.")
