@@ -255,7 +255,17 @@ def certify(model: Any, *, float64_maps: bool = False, warn: bool = True,
     of the supply absorbs that once delta ||Sigma|| exceeds it. ``certified`` is true exactly
     when ``delta <= tolerance`` with ``tolerance = ROUNDING_ULPS * u * max(1, scale / ||Sigma||)``
     (``ROUNDING_ULPS * u`` for contracting models; 64 u is 7.6e-6 in float32, 1.4e-14 in
-    float64), and every Sandwich layer of an R2DN passes its own rounding test. The sweep
+    float64), and every Sandwich layer of an R2DN passes its own rounding test.
+
+    Slack of rate and supply reaches the state and input directions of L, not the neuron block;
+    there the map builds a margin instead (docs/math/float32.md#a-margin-built-into-the-map): H
+    gets ``16 eps(dtype) K_ii`` on each neuron's diagonal, so the exact L is at least that in
+    neuron i's direction, while casting D11 to the dtype moves that block by at most
+    ``(nv - 1) eps / 2`` in the same scaling and B1 by ``sqrt(nv) kappa eps`` (kappa: the
+    storage function's amplification of an entrywise change of B1). For the same reason E, P
+    and Lambda of a float32 REN with ``direct()`` (the proof, not the dynamics: any P_c and
+    Lambda that make L positive semidefinite certify the model) come from the float64 map of
+    its own parameters, and only the matrices it runs carry the cast's rounding. The sweep
     ``benchmarks/certificate_sweep.py`` (README) measures delta over 10,500 perturbed models.
 
     Parameters
