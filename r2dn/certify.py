@@ -220,6 +220,23 @@ def _warn(cfg: ModelConfig, rep: CertificateReport, model: Any, float64_maps: bo
     warnings.warn(what, R2DNWarning, stacklevel=3)
 
 
+def _with_wide_certificate(e: Any, model: Any, cfg: ModelConfig) -> Any:
+    """The model's dynamics matrices with E, P and Lambda of its own parameters mapped in float64.
+
+    E, P and Lambda are not part of a REN's dynamics: they are the proof (the storage function
+    P_c = E^T P^-1 E and the multiplier), and any proof certifies the model. The float64 map of
+    the model's own parameters (the same map and margin as the model's, before the cast) gives
+    them without the cast's rounding, which ``cond(P)`` amplifies in ``B1^T P_c B1``
+    (docs/math/float32.md#a-margin-built-into-the-map). Models without ``direct()`` and other
+    families keep their own.
+    """
+    if cfg.family != "ren" or cfg.dtype == "float64" or not hasattr(model, "direct"):
+        return e
+    direct = {k: np.asarray(to_numpy(v), dtype=np.float64) for k, v in model.direct().items()}
+    wide = _spec.direct_to_explicit(direct, cfg, xp=xnp)
+    return e._replace(E=wide.E, P=wide.P, Lambda=wide.Lambda)
+
+
 def certify(model: Any, *, float64_maps: bool = False, warn: bool = True,
             bounds: bool = True) -> CertificateReport:
     """Check a model of any backend against its certificate (docs/math/certificates.md#dissipation-matrix), in float64.
@@ -238,7 +255,17 @@ def certify(model: Any, *, float64_maps: bool = False, warn: bool = True,
     of the supply absorbs that once delta ||Sigma|| exceeds it. ``certified`` is true exactly
     when ``delta <= tolerance`` with ``tolerance = ROUNDING_ULPS * u * max(1, scale / ||Sigma||)``
     (``ROUNDING_ULPS * u`` for contracting models; 64 u is 7.6e-6 in float32, 1.4e-14 in
-    float64), and every Sandwich layer of an R2DN passes its own rounding test. The sweep
+    float64), and every Sandwich layer of an R2DN passes its own rounding test.
+
+    Slack of rate and supply reaches the state and input directions of L, not the neuron block;
+    there the map builds a margin instead (docs/math/float32.md#a-margin-built-into-the-map): H
+    gets ``16 eps(dtype) K_ii`` on each neuron's diagonal, so the exact L is at least that in
+    neuron i's direction, while casting D11 to the dtype moves that block by at most
+    ``(nv - 1) eps / 2`` in the same scaling and B1 by ``sqrt(nv) kappa eps`` (kappa: the
+    storage function's amplification of an entrywise change of B1). For the same reason E, P
+    and Lambda of a float32 REN with ``direct()`` (the proof, not the dynamics: any P_c and
+    Lambda that make L positive semidefinite certify the model) come from the float64 map of
+    its own parameters, and only the matrices it runs carry the cast's rounding. The sweep
     ``benchmarks/certificate_sweep.py`` (README) measures delta over 10,500 perturbed models.
 
     Parameters
@@ -279,7 +306,7 @@ def certify(model: Any, *, float64_maps: bool = False, warn: bool = True,
         direct = {k: np.asarray(to_numpy(v), dtype=np.float64) for k, v in model.direct().items()}
         e = _spec.direct_to_explicit(direct, cfg.replace(dtype="float64"), xp=xnp)
     else:
-        e = _np(model.explicit())
+        e = _with_wide_certificate(_np(model.explicit()), model, cfg)
     for name, value in zip(e._fields, e):
         if isinstance(value, np.ndarray) and not np.all(np.isfinite(value)):
             raise ValueError(f"certify: explicit parameter `{name}` of the {cfg.model} is not finite.")

@@ -7,12 +7,16 @@ pairs. Each property has a negative control that breaks a model and must be caug
 
 from __future__ import annotations
 
+import runpy
+
+import array_api_compat.numpy as xnp
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
 import r2dn
 import r2dn.numpy as rn
+from r2dn import _spec
 from r2dn.config import CONTRACTING_FAMILIES, LIPSCHITZ_FAMILIES
 from r2dn.errors import R2DNWarning
 
@@ -219,3 +223,87 @@ def test_rounding_slack_is_the_certified_relaxation(family):
         return np.linalg.eigvalsh((L + L.T) / 2)[0]
 
     assert lam(rep.delta) > 0 > lam(rep.delta / 2)
+
+
+#: benchmarks/certificate_sweep.py (seed 0): the generator state before its trial 1248, a float32
+#: GeneralREN (nu 6, nx 5, nv 8, ny 7, relu, abar 0.99) moved by 10 times its RMS. Before the
+#: neuron-block margin, certify reported it uncertified with delta = inf: its dissipation matrix
+#: was indefinite at a relative margin of -1e-9 in a neuron direction (issue 17).
+SWEEP_FALSE_ALARM = {"bit_generator": "PCG64", "has_uint32": 0, "uinteger": 3407783412,
+                     "state": {"state": 43875849157610555580231524986952780331,
+                               "inc": 87136372517582989555478159403783844777}}
+
+
+def _sweep_false_alarm():
+    from helpers import REPO
+    draw = runpy.run_path(str(REPO / "benchmarks" / "certificate_sweep.py"))["draw"]
+    rng = np.random.default_rng()
+    rng.bit_generator.state = SWEEP_FALSE_ALARM
+    model = draw(rn, rng, "GeneralREN", 1248, "float32", 10.0)
+    c = model.config
+    assert (c.nu, c.nx, c.nv, c.ny, c.abar) == (6, 5, 8, 7, 0.99)
+    return model
+
+
+def test_sweep_false_alarm_is_certified():
+    """The sweep's last false alarm: with the margin it is certified with a slack far below the
+    rounding allowance (no supply or rate relaxation needed beyond 64 u)."""
+    rep = r2dn.certify(_sweep_false_alarm(), bounds=False)
+    assert rep.certified and rep.delta <= 64 * np.finfo(np.float32).eps
+
+
+def test_sweep_false_alarm_without_margin_is_a_neuron_direction(monkeypatch):
+    """Control: without the margin the same model is the false alarm, and the negative direction
+    of its dissipation matrix lies in the neuron block, which no rate or supply slack reaches."""
+    from r2dn._spec import ren
+    from r2dn.certify import _np, _with_wide_certificate, dissipation_matrix
+    monkeypatch.setattr(ren, "MARGIN_ULPS", 0.0)
+    model = _sweep_false_alarm()
+    with pytest.warns(R2DNWarning):
+        rep = r2dn.certify(model, bounds=False)
+    assert not rep.certified and rep.delta == np.inf
+    c = model.config
+    L = dissipation_matrix(_with_wide_certificate(_np(model.explicit()), model, c), c)
+    vec = np.linalg.eigh((L + L.T) / 2)[1][:, 0]
+    assert np.linalg.norm(vec[c.nx:c.nx + c.nv]) > 0.99
+
+
+@pytest.mark.parametrize("family", ["ContractingREN", "LipschitzREN", "GeneralREN", "PassiveREN"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_map_builds_the_neuron_margin(family, seed):
+    """The lemma of docs/math/float32.md: the exact dissipation matrix of a float32 REN's map (run
+    in float64) is at least MARGIN_ULPS eps32 K_ii in the neuron block, K_ii = (2 Lambda_i - eps)
+    / (1 + MARGIN_ULPS eps32), plus eps in every state and neuron direction, after moves of 3
+    times the RMS."""
+    from r2dn.certify import dissipation_matrix
+    from r2dn._spec.ren import MARGIN_ULPS
+    m = perturb(rn, build(rn, family, 3, 4, 5, 3, seed=seed, abar=0.9), seed, 3.0)
+    cfg = m.config.replace(dtype="float32")
+    e = _spec.direct_to_explicit(dict(m.direct()), cfg, xp=xnp)      # float64 arrays
+    margin = MARGIN_ULPS * np.finfo(np.float32).eps
+    K22 = (2 * e.Lambda - cfg.eps) / (1 + margin)
+    L = dissipation_matrix(e, cfg)
+    M = np.zeros_like(L)
+    M[cfg.nx:cfg.nx + cfg.nv, cfg.nx:cfg.nx + cfg.nv] = np.diag(margin * K22)
+    M[:cfg.nx + cfg.nv, :cfg.nx + cfg.nv] += cfg.eps * np.eye(cfg.nx + cfg.nv)
+    scale = np.max(np.abs(np.linalg.eigvalsh(L)))
+    assert np.linalg.eigvalsh(L - M)[0] >= -1e-12 * scale
+    assert np.min(margin * K22) > 1e-12 * scale          # the margin is above float64 noise
+
+
+@pytest.mark.parametrize("family", ["LipschitzREN", "GeneralREN", "PassiveREN"])
+def test_margin_moves_float64_maps_below_their_tolerance(family, monkeypatch):
+    """In float64 the margin scales Lambda by 1 + 16 eps64: every explicit matrix moves by at most
+    that (3.6e-15) of its largest entry, plus an ulp, far below the 1e-12 of the Julia files and
+    the authors' vectors; E, P, A and B do not move at all."""
+    from r2dn._spec import ren
+    m = perturb(rn, build(rn, family, 2, 3, 4, 2, seed=2), 2, 3.0)
+    d = dict(m.direct())
+    with_margin = _spec.flatten_explicit(_spec.direct_to_explicit(d, m.config, xp=xnp))
+    bound = 1.1 * ren.MARGIN_ULPS * np.finfo(np.float64).eps
+    monkeypatch.setattr(ren, "MARGIN_ULPS", 0.0)
+    without = _spec.flatten_explicit(_spec.direct_to_explicit(d, m.config, xp=xnp))
+    worst = max(np.max(np.abs(with_margin[k] - v), initial=0.0)
+                / max(np.max(np.abs(v), initial=0.0), 1e-300) for k, v in without.items())
+    assert 0 < worst <= bound
+    assert all(np.array_equal(with_margin[k], without[k]) for k in ("A", "B1", "B2", "E", "P"))

@@ -185,6 +185,33 @@ def supply_correction(direct, cfg, C2, D21, D22, Q, S, R, *, xp: Namespace) -> A
     return U.T @ U + (Z.T @ Z) / 4 + LW.T @ LW
 
 
+#: the neuron block's margin, in units of the model dtype's epsilon times each neuron's own
+#: diagonal entry of H (docs/math/float32.md#a-margin-built-into-the-map): above the rounding that
+#: casting D11 to that dtype brings into that block of the dissipation matrix (proved up to
+#: nv = 33, typical far beyond), and 1.9e-6 of Lambda in float32, inside the float32 tolerance.
+MARGIN_ULPS = 16.0
+
+
+def rounding_margin(K: Array, cfg: ModelConfig, *, xp: Namespace) -> Array:
+    """The diagonal added to ``K = polar(X, p) + Gamma``: ``eps`` everywhere, and in the neuron
+    block also ``MARGIN_ULPS * eps(dtype) * K_ii``.
+
+    H = K + diag(margin) makes the exact dissipation matrix at least ``eps I`` in the state and
+    neuron directions and at least ``MARGIN_ULPS * eps(dtype) * diag(K22)`` in the neuron block,
+    relative to each neuron's own scale: exactly the scale of the rounding that casting C1, D11 and
+    B1 to the model's dtype brings into that block (docs/math/float32.md). It only scales Lambda by
+    ``1 + MARGIN_ULPS * eps(dtype)`` (and C1, D11, D12 by its inverse); E, P, A and B leave it
+    alone. The dtype is the model's (``cfg.dtype``), not the arrays' (the map runs wide,
+    :func:`r2dn._spec.direct_to_explicit`).
+    """
+    nx, nv = cfg.nx, cfg.nv
+    unit = float(xp.finfo(getattr(xp, cfg.dtype)).eps)
+    neurons = xp.concat([zeros_like_shape((nx,), K, xp=xp),
+                         xp.linalg.diagonal(K)[nx:nx + nv] * (MARGIN_ULPS * unit),
+                         zeros_like_shape((nx,), K, xp=xp)])
+    return neurons + cfg.eps
+
+
 def ren_explicit(direct: Mapping[str, Array], cfg: ModelConfig, *, xp: Namespace) -> RENExplicit:
     """Map a REN's free parameters to its explicit form.
 
@@ -197,13 +224,14 @@ def ren_explicit(direct: Mapping[str, Array], cfg: ModelConfig, *, xp: Namespace
     X = direct["X"]
     p = direct["p"] if cfg.polar else None
     C2, D21, by = output_map(direct, cfg, xp=xp)
-    H = gram(X, p, preset.norm_eps, xp=xp) + cfg.eps * eye_like(2 * nx + nv, X, xp=xp)
+    K = gram(X, p, preset.norm_eps, xp=xp)
     if cfg.model == "ContractingREN":
         D22 = feedthrough(direct, cfg, None, None, None, xp=xp)
     else:
         Q, S, R = supply_arrays(cfg, X, xp=xp)
         D22 = feedthrough(direct, cfg, Q, S, R, xp=xp)
-        H = H + supply_correction(direct, cfg, C2, D21, D22, Q, S, R, xp=xp)
+        K = K + supply_correction(direct, cfg, C2, D21, D22, Q, S, R, xp=xp)
+    H = K + eye_like(2 * nx + nv, X, xp=xp) * rounding_margin(K, cfg, xp=xp)[None, :]
     H11, H21, H22 = H[:nx, :nx], H[nx:nx + nv, :nx], H[nx:nx + nv, nx:nx + nv]
     H31, H32, P = H[nx + nv:, :nx], H[nx + nv:, nx:nx + nv], H[nx + nv:, nx + nv:]
     Y1 = direct["Y1"]
