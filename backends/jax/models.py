@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from r2dn import checkpoint
-from r2dn._model import ModelMixin, family_classes, from_direct as _from_direct, to_numpy
+from r2dn._model import Catalogue, ModelMixin, from_direct as _from_direct, to_numpy
 from r2dn.config import ModelConfig
 from r2dn.init import direct_shapes, init_direct
 
@@ -251,18 +251,13 @@ class JaxRecurrent:
         return _simulate(self, x0, us, unroll=unroll, chunk=chunk)
 
 
-_CLASSES = family_classes(JaxModel, __name__, "float32",       # registered by __init_subclass__
-                          recurrent_bases=(JaxRecurrent,))
+#: one class per registered family (``r2dn.jax.LipschitzR2DN``, ...), generated on first use
+#: (each registered as a pytree by ``JaxModel.__init_subclass__``).
+CLASSES = Catalogue(JaxModel, __name__, "float32", recurrent_bases=(JaxRecurrent,))
 
-SandwichLayer = _CLASSES["SandwichLayer"]
-LBDN = _CLASSES["LBDN"]
-ContractingREN = _CLASSES["ContractingREN"]
-LipschitzREN = _CLASSES["LipschitzREN"]
-GeneralREN = _CLASSES["GeneralREN"]
-PassiveREN = _CLASSES["PassiveREN"]
-ContractingR2DN = _CLASSES["ContractingR2DN"]
-LipschitzR2DN = _CLASSES["LipschitzR2DN"]
-GeneralR2DN = _CLASSES["GeneralR2DN"]
+
+def __getattr__(name: str) -> type:
+    return CLASSES.attribute(name, __name__)
 
 
 def from_direct(config: ModelConfig, direct: Mapping[str, Any]) -> Any:
@@ -286,7 +281,7 @@ def from_direct(config: ModelConfig, direct: Mapping[str, Any]) -> Any:
     ValueError
         Missing or extra names, a wrong shape, or float64 without JAX's 64-bit mode.
     """
-    return _from_direct(_CLASSES, JaxModel, config, direct)
+    return _from_direct(CLASSES, JaxModel, config, direct)
 
 
 def convert(model: Any, *, dtype: str | None = None, check_finite: bool = True) -> Any:

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from r2dn import _spec, checkpoint
-from r2dn._model import dtype_name, family_classes, to_numpy
-from r2dn.config import DTYPES, FEEDFORWARD_FAMILIES, ModelConfig
+from r2dn._model import Catalogue, dtype_name, from_direct as _from_direct, to_numpy
+from r2dn.config import DTYPES, ModelConfig
 from r2dn.init import direct_shapes, init_direct
 
 from .backend import BACKEND, check_device  # noqa: F401 - check_device is public
@@ -249,7 +249,7 @@ class TorchModel:
         options; only the thin ``forward`` frame is traced, once more for a second T, after which
         dynamo treats T as dynamic). A feed-forward model compiles its ``forward`` as usual.
         """
-        if self._config.model in FEEDFORWARD_FAMILIES:
+        if not self._config.is_recurrent:
             torch.nn.Module.compile(self, **options)
             return
         self._step = compiled_cell(**options)
@@ -277,39 +277,19 @@ def _is_sharded(direct: Mapping[str, torch.Tensor]) -> bool:
 
 
 
-def _with_device_and_dtype(cls: type) -> type:
-    """Give a generated class's constructor ``device=`` and a ``dtype=`` that takes torch dtypes."""
-    init = cls.__init__
-
-    def __init__(self, *args: Any, device: torch.device | str | None = None,
-                 dtype: Any = None, **kwargs: Any) -> None:
-        init(self, *args, dtype=dtype_argument(cls.__name__, dtype), **kwargs)
-        if device is not None:
-            self.to(device)
-
-    sig = inspect.signature(init)
-    params = list(sig.parameters.values())
-    params.append(inspect.Parameter("device", inspect.Parameter.KEYWORD_ONLY, default=None,
-                                    annotation="torch.device | str | None"))
-    __init__.__signature__ = sig.replace(parameters=params)
-    cls.__init__ = __init__
-    cls.__doc__ = (cls.__doc__ or "") + (
-        "\n\n``dtype`` may also be ``torch.float32`` or ``torch.float64``; ``device`` (a "
-        "``torch.device`` or a string such as ``'cuda:0'``) is where the parameters live.")
-    return cls
+#: one class per registered family (``r2dn.torch.LipschitzR2DN``, ...), generated on first use;
+#: constructors take ``device=`` and torch dtypes.
+CLASSES = Catalogue(
+    TorchModel, __name__, "float32", extra_bases=(torch.nn.Module,),
+    keywords=(inspect.Parameter("device", inspect.Parameter.KEYWORD_ONLY, default=None,
+                                annotation="torch.device | str | None"),),
+    dtype_argument=dtype_argument,
+    note="\n\n``dtype`` may also be ``torch.float32`` or ``torch.float64``; ``device`` (a "
+         "``torch.device`` or a string such as ``'cuda:0'``) is where the parameters live.")
 
 
-_CLASSES = {name: _with_device_and_dtype(cls) for name, cls in family_classes(
-    TorchModel, __name__, "float32", extra_bases=(torch.nn.Module,)).items()}
-SandwichLayer = _CLASSES["SandwichLayer"]
-LBDN = _CLASSES["LBDN"]
-ContractingREN = _CLASSES["ContractingREN"]
-LipschitzREN = _CLASSES["LipschitzREN"]
-GeneralREN = _CLASSES["GeneralREN"]
-PassiveREN = _CLASSES["PassiveREN"]
-ContractingR2DN = _CLASSES["ContractingR2DN"]
-LipschitzR2DN = _CLASSES["LipschitzR2DN"]
-GeneralR2DN = _CLASSES["GeneralR2DN"]
+def __getattr__(name: str) -> type:
+    return CLASSES.attribute(name, __name__)
 
 
 def from_direct(config: ModelConfig, direct: Mapping[str, Any], *,
@@ -333,11 +313,7 @@ def from_direct(config: ModelConfig, direct: Mapping[str, Any], *,
     torch.nn.Module
         An instance of the class named ``config.model``.
     """
-    if not isinstance(config, ModelConfig):
-        raise TypeError("from_direct: `config` must be a ModelConfig; got "
-                        f"{type(config).__name__}.")
-    model = object.__new__(_CLASSES[config.model])
-    TorchModel.__init__(model, config, direct, device=device)
+    model = _from_direct(CLASSES, TorchModel, config, direct, device=device)
     if check_finite:
         for name, value in model._direct_arrays().items():
             if not bool(torch.isfinite(value).all()):
