@@ -108,8 +108,9 @@ class TorchModel:
     -----
     ``model.config`` reflects the parameters' current dtype: after ``model.double()`` it reports
     ``dtype="float64"`` (``eps`` keeps the value fixed at construction, as for a converted
-    model). Parameters of mixed dtypes, or a dtype other than float32 and float64, make
-    ``config`` raise a ``TypeError``. Inputs must be torch tensors of the model's dtype on the
+    model). It is derived once and again only when the parameters move (``.to()``, ``.double()``,
+    ...) or the first parameter's dtype changes. Parameters of mixed dtypes, or a dtype other than
+    float32 and float64, make ``config`` raise a ``TypeError``. Inputs must be torch tensors of the model's dtype on the
     parameters' device.
     """
 
@@ -148,7 +149,7 @@ class TorchModel:
         # (container module, leaf name) per canonical name: survives .to() and
         # torch.func.functional_call, which swap the Parameter objects but not the containers.
         self._slots = tuple(slots)
-        self._config_cache: dict[str, ModelConfig] = {config.dtype: config}
+        self._refresh_config()
 
     # -- what the mixins need ------------------------------------------------------------------
     def _direct_arrays(self) -> dict[str, torch.Tensor]:
@@ -158,20 +159,43 @@ class TorchModel:
         mod, leaf = self._slots[0]
         return getattr(mod, leaf)
 
+    def _apply(self, fn: Any, recurse: bool = True) -> Any:
+        """``nn.Module._apply`` (behind ``.to()``, ``.double()``, ``.cuda()``, ...), then the
+        config is re-derived from the parameters' new dtype."""
+        out = torch.nn.Module._apply(self, fn, recurse)
+        self._refresh_config()
+        return out
+
+    def _refresh_config(self) -> None:
+        """Derive the config from the parameters' dtypes once, and remember the first
+        parameter's dtype it was derived for (or the error that mixed or unsupported dtypes
+        give)."""
+        dtypes = {dtype_name(t) for t in self._direct_arrays().values()}
+        current: ModelConfig | str
+        if len(dtypes) != 1:
+            current = (f"{self._config.model}: parameters have mixed dtypes {sorted(dtypes)}; "
+                       "convert the whole model with .float() or .double().")
+        elif (name := next(iter(dtypes))) not in DTYPES:
+            current = (f"{self._config.model}: parameters must be float32 or float64; got "
+                       f"{name}. Use .float() or .double().")
+        else:
+            current = self._config if name == self._config.dtype else self._config.replace(dtype=name)
+        self._current_config = current
+        self._current_dtype = self._reference().dtype
+
     @property
     def config(self) -> ModelConfig:
-        """The model's :class:`~r2dn.config.ModelConfig`, its ``dtype`` the parameters' own."""
-        dtypes = {dtype_name(t) for t in self._direct_arrays().values()}
-        if len(dtypes) != 1:
-            raise TypeError(f"{self._config.model}: parameters have mixed dtypes {sorted(dtypes)}; "
-                            "convert the whole model with .float() or .double().")
-        (name,) = dtypes
-        if name not in DTYPES:
-            raise TypeError(f"{self._config.model}: parameters must be float32 or float64; got "
-                            f"{name}. Use .float() or .double().")
-        if name not in self._config_cache:
-            self._config_cache[name] = self._config.replace(dtype=name)
-        return self._config_cache[name]
+        """The model's :class:`~r2dn.config.ModelConfig`, its ``dtype`` the parameters' own.
+
+        Cached: re-derived when ``.to()``/``.double()``/... move the parameters (``_apply``), or
+        when the first parameter's dtype differs from the one it was derived for (a parameter
+        swapped by hand or by ``torch.func.functional_call``), not on every read.
+        """
+        if self._reference().dtype is not self._current_dtype:
+            self._refresh_config()
+        if isinstance(self._current_config, str):
+            raise TypeError(self._current_config)
+        return self._current_config
 
     def __repr__(self) -> str:
         try:
