@@ -12,6 +12,7 @@ formula, so no backend holds any maths. ``forward`` does the work and ``__call__
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 import sys
 from collections.abc import Mapping
@@ -24,6 +25,11 @@ from .backends import Backend
 from .config import ModelConfig
 
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+#: the method a sequence call ``model(x0, us)`` reports in its error messages: ``"forward"``, or
+#: ``"simulate"`` while a backend's ``simulate`` runs through the module's own call (torch), so
+#: the inputs are checked once and the errors still name ``simulate``.
+SEQUENCE_CALL: contextvars.ContextVar[str] = contextvars.ContextVar("r2dn_sequence_call",
+                                                                    default="forward")
 
 
 def dtype_name(x: Any) -> str:
@@ -161,7 +167,7 @@ class ModelMixin:
         """Check each ``(name, x, shape, shape_text)`` of a call: dtype, shape, then device."""
         owner = f"{c.model}.{method}"
         for name, x, shape, text in args:
-            self._check_eager(method, name, x)
+            self._check_eager(owner, name, x)
             check_array(owner, name, x, shape, c.dtype, text)
         device_check = self._backend.check_device
         if device_check is not None:
@@ -169,11 +175,11 @@ class ModelMixin:
             for name, x, _, _ in args:
                 device_check(owner, name, x, like)
 
-    def _check_eager(self, method: str, name: str, x: Any) -> None:
+    def _check_eager(self, owner: str, name: str, x: Any) -> None:
         """The checks that need a concrete array: its framework and, when
         :class:`check_finite_inputs` is on, its finiteness. Backends that compile call it before
-        tracing; on an abstract (traced) array it only checks the framework."""
-        owner = f"{self.config.model}.{method}"
+        tracing; on an abstract (traced) array it only checks the framework. ``owner`` names the
+        call in messages (``"LipschitzR2DN.simulate"``)."""
         self._check_framework(owner, name, x)
         if check_finite_inputs.enabled and not _is_tracer(x) and hasattr(x, "shape") \
                 and not bool(self._backend.all_finite(x)):
@@ -245,7 +251,7 @@ class RecurrentMixin(ModelMixin):
             inputs when :class:`r2dn.check_finite_inputs` is on.
         """
         if getattr(u, "ndim", None) == 3:
-            return self._sequence("forward", x, u, chunk)
+            return self._sequence(SEQUENCE_CALL.get(), x, u, chunk)
         if chunk is not None:
             raise ValueError(f"{self.config.model}.forward: `chunk` applies to a sequence "
                              f"`u (T, batch, nu)`; got a 2-D `u` (one step) with chunk={chunk!r}.")

@@ -192,7 +192,7 @@ class JaxModel:
         one. Compiled; full-precision matmuls; raises ``ValueError``/``TypeError`` on wrong shapes
         or dtypes (at trace time, so also inside ``jax.jit``)."""
         for name, arg in zip(("x", "u") if len(args) == 2 else ("u",), args):
-            self._check_eager("forward", name, arg)
+            self._check_eager(f"{self.config.model}.forward", name, arg)
         return _forward(self, *args)
 
 
@@ -246,8 +246,9 @@ class JaxRecurrent:
                              f"or None; got chunk={chunk!r}.")
         if isinstance(unroll, bool):      # lax.scan's True is "all steps"; keep 1 != True for jit
             unroll = max(1, getattr(us, "shape", (1,))[0]) if unroll else 1
-        self._check_eager("simulate", "x0", x0)
-        self._check_eager("simulate", "us", us)
+        owner = f"{self.config.model}.simulate"
+        self._check_eager(owner, "x0", x0)
+        self._check_eager(owner, "us", us)
         return _simulate(self, x0, us, unroll=unroll, chunk=chunk)
 
 

@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 from r2dn import _spec, checkpoint
-from r2dn._model import Catalogue, dtype_name, from_direct as _from_direct, to_numpy
+from r2dn._model import (SEQUENCE_CALL, Catalogue, dtype_name, from_direct as _from_direct,
+                         to_numpy)
 from r2dn.config import DTYPES, ModelConfig
 from r2dn.init import direct_shapes, init_direct
 
@@ -252,8 +253,11 @@ class TorchModel:
         """
         if _autocast_on(self._reference().device):
             x0, us = _in_dtype((x0, us), self._reference().dtype)
-        self._check_sequence(self.config, x0, us, "simulate", chunk)   # errors name `simulate`
-        return self(x0, us, chunk=chunk)
+        token = SEQUENCE_CALL.set("simulate")            # the call's errors name `simulate`
+        try:
+            return self(x0, us, chunk=chunk)
+        finally:
+            SEQUENCE_CALL.reset(token)
 
     def _run(self, c: ModelConfig, x0: Any, us: Any, **options: Any) -> tuple[Any, Any]:
         """The mixin's run, with the cell torch steps: the one compiled by :meth:`compile`, a
