@@ -156,7 +156,7 @@ def get(name: str) -> Family:
 def register(family: Family) -> Family:
     """Add ``family`` to the registry (a name already there raises a ``ValueError``).
 
-    Its class then exists in every backend (``r2dn.torch.<name>``, ...), configs of it validate,
+    Its class then exists in every backend (``r2dn.<backend>.<name>``), configs of it validate,
     and ``certify``, checkpoints and porting accept it.
     """
     if not isinstance(family, Family):
