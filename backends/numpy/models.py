@@ -50,6 +50,10 @@ def __getattr__(name: str) -> type:
     return CLASSES.attribute(name, __name__)
 
 
+def __dir__() -> list[str]:
+    return sorted({*globals(), *CLASSES})
+
+
 def from_direct(config: ModelConfig, direct: Mapping[str, Any], *,
                 check_finite: bool = True) -> Any:
     """The NumPy model with ``config`` and free parameters ``direct`` (arrays of any backend).

@@ -33,3 +33,7 @@ __all__ = [
 def __getattr__(name: str) -> type:
     """The model class of each registered family (:mod:`r2dn.families`), generated on first use."""
     return CLASSES.attribute(name, __name__)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_families.names()})
