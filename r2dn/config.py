@@ -5,8 +5,10 @@ the sizes, the options, the dtype and the fixed data of the certificate (gamma u
 abar, Q, S, R, the passivity indices). It is hashable, so a JAX model can keep it as static data,
 and it round-trips through JSON, so a checkpoint can carry it.
 
-The constructor of every model class in every backend is one of the ``*_config`` functions below
-(the backends copy their signatures), so the arguments and their validation live in one place.
+Every config follows the common rules here (:func:`_validate`), then its family's options and
+rules (:mod:`r2dn.families`). Each family's constructor, in its own module, is built from
+:func:`documented` and :func:`build`/:func:`build_recurrent`; every backend's class for the
+family takes its signature, so the arguments and their validation live in one place.
 """
 
 from __future__ import annotations
@@ -290,7 +292,7 @@ def _validate(c: ModelConfig) -> None:
 
 # -- constructors: the signatures every backend's model classes share ---------------------------
 
-#: numpydoc entries of the constructor arguments, shared by the nine model classes.
+#: numpydoc entries of the constructor arguments, shared by every family's constructor.
 _PARAM_DOCS = {
     "in_features": "in_features : int\n    Input width; inputs ``u`` have shape ``(batch, in_features)``.",
     "out_features": "out_features : int\n    Output width; outputs have shape ``(batch, out_features)``.",
@@ -371,7 +373,10 @@ def documented(summary: str, example: str, notes: str = "", **fill: str) -> Call
 
 
 def build(model: str, dtype: str | None, default_dtype: str, eps: float | None,
-            compat: Compat, **kw: Any) -> ModelConfig:
+          compat: Compat, **kw: Any) -> ModelConfig:
+    """The config of family ``model`` from a constructor's arguments: ``dtype=None`` is the
+    backend's ``default_dtype``, ``eps=None`` the preset's default, ``hidden`` and Q, S, R
+    normalised; the config then validates itself."""
     dtype = default_dtype if dtype is None else dtype
     if dtype not in DTYPES:
         raise ValueError(f"{model}: `dtype` must be 'float32' or 'float64'; got dtype={dtype!r}.")
