@@ -8,7 +8,7 @@ accepts and its extra rules, the shapes of its free parameters, its explicit map
 :mod:`r2dn._spec`), its supply (Q, S, R) and its certificate multiplier. The config validation,
 :func:`r2dn.init.direct_shapes`, :func:`r2dn._spec.direct_to_explicit`, :func:`r2dn.certify` and
 every backend's model classes read these records; adding a family is one module plus one
-:data:`BUILTIN` entry (or a :func:`register` call). docs/architecture.md#adding-a-family.
+:data:`BUILTIN` entry (or a :func:`register` call). docs/architecture.md#how-to-add-a-family.
 
 The registry imports a family's module on first :func:`get`, so ``import r2dn`` stays light.
 """
