@@ -48,6 +48,16 @@ class ModelConfig:
     Fields that do not apply to a family keep their defaults (``None`` or empty) and are checked
     to do so. ``eps`` is stored resolved (the value the maps use), so a model converted to another
     backend or dtype computes the same maps.
+
+    Examples
+    --------
+    >>> import r2dn.numpy as rn
+    >>> from r2dn.config import ModelConfig
+    >>> cfg = rn.LipschitzR2DN(2, 3, 4, 1, (8,), 2.0).config
+    >>> ModelConfig.from_json(cfg.to_json()) == cfg
+    True
+    >>> cfg.family, cfg.spec().gain(cfg)
+    ('r2dn', 2.0)
     """
 
     model: str
