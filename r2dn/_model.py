@@ -12,6 +12,7 @@ formula, so no backend holds any maths. ``forward`` does the work and ``__call__
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 import sys
 from collections.abc import Mapping
@@ -19,11 +20,16 @@ from typing import Any
 
 import numpy as np
 
-from . import _spec
+from . import _spec, families
 from .backends import Backend
-from .config import CONSTRUCTORS, FEEDFORWARD_FAMILIES, ModelConfig
+from .config import ModelConfig
 
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+#: the method a sequence call ``model(x0, us)`` reports in its error messages: ``"forward"``, or
+#: ``"simulate"`` while a backend's ``simulate`` runs through the module's own call (torch), so
+#: the inputs are checked once and the errors still name ``simulate``.
+SEQUENCE_CALL: contextvars.ContextVar[str] = contextvars.ContextVar("r2dn_sequence_call",
+                                                                    default="forward")
 
 
 def dtype_name(x: Any) -> str:
@@ -161,7 +167,7 @@ class ModelMixin:
         """Check each ``(name, x, shape, shape_text)`` of a call: dtype, shape, then device."""
         owner = f"{c.model}.{method}"
         for name, x, shape, text in args:
-            self._check_eager(method, name, x)
+            self._check_eager(owner, name, x)
             check_array(owner, name, x, shape, c.dtype, text)
         device_check = self._backend.check_device
         if device_check is not None:
@@ -169,11 +175,11 @@ class ModelMixin:
             for name, x, _, _ in args:
                 device_check(owner, name, x, like)
 
-    def _check_eager(self, method: str, name: str, x: Any) -> None:
+    def _check_eager(self, owner: str, name: str, x: Any) -> None:
         """The checks that need a concrete array: its framework and, when
         :class:`check_finite_inputs` is on, its finiteness. Backends that compile call it before
-        tracing; on an abstract (traced) array it only checks the framework."""
-        owner = f"{self.config.model}.{method}"
+        tracing; on an abstract (traced) array it only checks the framework. ``owner`` names the
+        call in messages (``"LipschitzR2DN.simulate"``)."""
         self._check_framework(owner, name, x)
         if check_finite_inputs.enabled and not _is_tracer(x) and hasattr(x, "shape") \
                 and not bool(self._backend.all_finite(x)):
@@ -245,7 +251,7 @@ class RecurrentMixin(ModelMixin):
             inputs when :class:`r2dn.check_finite_inputs` is on.
         """
         if getattr(u, "ndim", None) == 3:
-            return self._sequence("forward", x, u, chunk)
+            return self._sequence(SEQUENCE_CALL.get(), x, u, chunk)
         if chunk is not None:
             raise ValueError(f"{self.config.model}.forward: `chunk` applies to a sequence "
                              f"`u (T, batch, nu)`; got a 2-D `u` (one step) with chunk={chunk!r}.")
@@ -346,52 +352,105 @@ def _plain(sig: inspect.Signature) -> str:
                            return_annotation=empty))[1:-1]
 
 
-def family_classes(base: type, module: str, default_dtype: str,
-                   extra_bases: tuple[type, ...] = (),
-                   recurrent_bases: tuple[type, ...] = ()) -> dict[str, type]:
-    """One final class per catalogue entry: ``(base, [*recurrent_bases,] mixin, *extra_bases)``.
+class Catalogue(Mapping[str, type]):
+    """The model classes of one backend, one per registered family, generated on first use.
 
-    A torch backend passes ``extra_bases=(torch.nn.Module,)`` so the mixin's ``forward`` wins over
-    ``nn.Module.forward``, and sets ``__call__ = nn.Module.__call__`` on its base. A backend whose
-    recurrent models take options of their own (JAX's ``simulate(..., unroll=)``) passes the class
-    defining them as ``recurrent_bases``: it comes before :class:`RecurrentMixin`.
+    ``catalogue[name]`` is the final class ``(base, [*recurrent_bases,] mixin, *extra_bases)``
+    for family ``name`` of :mod:`r2dn.families` (a feed-forward family gets
+    :class:`FeedforwardMixin`, a recurrent one :class:`RecurrentMixin`). A backend module exposes
+    it with a module ``__getattr__`` (:meth:`attribute`), so a family registered at run time has
+    its class in every backend too. Its constructor has the signature and docstring of the
+    family's constructor, plus ``keywords`` (keyword-only parameters the backend adds, passed to
+    ``base.__init__``); ``dtype`` goes through ``dtype_argument(class_name, dtype)`` first.
 
-    Each class's constructor has the signature of its ``r2dn.config`` constructor (so arguments
-    and their validation live in one place) and calls ``base.__init__(self, config)``.
+    Parameters
+    ----------
+    base : type
+        The backend's parameter holder (``__init__(self, config, direct=None, **keywords)``).
+    module : str
+        The classes' ``__module__``.
+    default_dtype : str
+        What ``dtype=None`` means.
+    extra_bases : tuple of type
+        Bases after the mixin (torch: ``torch.nn.Module``, so the mixin's ``forward`` wins).
+    recurrent_bases : tuple of type
+        Bases before :class:`RecurrentMixin` for recurrent families (JAX's ``simulate(...,
+        unroll=)``).
+    keywords : tuple of inspect.Parameter
+        Keyword-only constructor parameters of the backend (torch: ``device``).
+    dtype_argument : callable, optional
+        Maps the ``dtype`` argument to a config dtype name (torch accepts ``torch.float32``).
+    note : str
+        A paragraph appended to each class's docstring.
     """
-    classes = {}
-    for name, ctor in CONSTRUCTORS.items():
-        mixins = ((FeedforwardMixin,) if name in FEEDFORWARD_FAMILIES
-                  else (*recurrent_bases, RecurrentMixin))
 
+    def __init__(self, base: type, module: str, default_dtype: str, *,
+                 extra_bases: tuple[type, ...] = (), recurrent_bases: tuple[type, ...] = (),
+                 keywords: tuple[inspect.Parameter, ...] = (),
+                 dtype_argument: Any = None, note: str = "") -> None:
+        self._base, self._module, self._default_dtype = base, module, default_dtype
+        self._extra_bases, self._recurrent_bases = extra_bases, recurrent_bases
+        self._keywords, self._dtype_argument, self._note = keywords, dtype_argument, note
+        self._classes: dict[str, tuple[families.Family, type]] = {}
+
+    def __getitem__(self, name: str) -> type:
+        family = families.get(name)
+        cached = self._classes.get(name)
+        if cached is None or cached[0] is not family:      # new, or re-registered under the name
+            cached = (family, self._generate(family))
+            self._classes[name] = cached
+        return cached[1]
+
+    def __iter__(self):
+        return iter(families.names())
+
+    def __len__(self) -> int:
+        return len(families.names())
+
+    def attribute(self, name: str, module: str) -> type:
+        """A module ``__getattr__``: the class of family ``name``, else ``AttributeError``."""
+        if name in families.names():
+            return self[name]
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+
+    def _generate(self, family: families.Family) -> type:
+        name, ctor, base = family.name, family.constructor, self._base
+        mixins = ((*self._recurrent_bases, RecurrentMixin) if family.recurrent
+                  else (FeedforwardMixin,))
         sig = inspect.signature(ctor)
-        public = sig.replace(parameters=[p for p in sig.parameters.values()
-                                         if p.name != "default_dtype"], return_annotation=None)
+        public = sig.replace(parameters=[*(p for p in sig.parameters.values()
+                                           if p.name != "default_dtype"), *self._keywords],
+                             return_annotation=None)
+        keywords = tuple(p.name for p in self._keywords)
+        default_dtype, dtype_argument = self._default_dtype, self._dtype_argument
 
-        def __init__(self, *args, _ctor=ctor, _name=name, _sig=public, **kwargs):
+        def __init__(self, *args, **kwargs):
             try:
-                _sig.bind(*args, **kwargs)
+                public.bind(*args, **kwargs)
             except TypeError as err:
-                raise TypeError(f"{_name}: {err}. The signature is {_name}({_plain(_sig)}); "
-                                f"see help(r2dn.numpy.{_name}).") from None
-            base.__init__(self, _ctor(*args, default_dtype=default_dtype, **kwargs))
+                raise TypeError(f"{name}: {err}. The signature is {name}({_plain(public)}); "
+                                f"see help(r2dn.numpy.{name}).") from None
+            extra = {k: kwargs.pop(k) for k in keywords if k in kwargs}
+            if dtype_argument is not None and "dtype" in kwargs:
+                kwargs["dtype"] = dtype_argument(name, kwargs["dtype"])
+            base.__init__(self, ctor(*args, default_dtype=default_dtype, **kwargs), **extra)
 
-        __init__.__qualname__, __init__.__module__ = f"{name}.__init__", module
+        __init__.__qualname__, __init__.__module__ = f"{name}.__init__", self._module
         params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY)]
         params += list(public.parameters.values())
-        __init__.__signature__ = sig.replace(parameters=params, return_annotation=None)
+        __init__.__signature__ = public.replace(parameters=params)
         doc = getattr(ctor, "__doc_template__", ctor.__doc__ or "").replace(
-            "{default_dtype}", repr(default_dtype))
-        classes[name] = type(name, (base, *mixins, *extra_bases), {"__init__": __init__, "__doc__": doc,
-                                                  "__module__": module})
-    return classes
+            "{default_dtype}", repr(default_dtype)) + self._note
+        return type(name, (base, *mixins, *self._extra_bases),
+                    {"__init__": __init__, "__doc__": doc, "__module__": self._module})
 
 
-def from_direct(classes: Mapping[str, type], base: type, config: ModelConfig,
-                direct: Mapping[str, Any]) -> Any:
-    """A model of ``classes`` with the given config and free parameters (any backend's arrays)."""
+def from_direct(classes: Catalogue, base: type, config: ModelConfig,
+                direct: Mapping[str, Any], **keywords: Any) -> Any:
+    """A model of ``classes`` with the given config and free parameters (any backend's arrays);
+    ``keywords`` go to ``base.__init__`` (torch: ``device``)."""
     if not isinstance(config, ModelConfig):
         raise TypeError(f"from_direct: `config` must be a ModelConfig; got {type(config).__name__}.")
     model = object.__new__(classes[config.model])
-    base.__init__(model, config, direct)
+    base.__init__(model, config, direct, **keywords)
     return model

@@ -20,7 +20,7 @@ import numpy as np
 from . import _spec
 from ._model import to_numpy
 from .errors import R2DNWarning
-from .config import CONTRACTING_FAMILIES, LIPSCHITZ_FAMILIES, ModelConfig, lipschitz_supply
+from .config import ModelConfig, lipschitz_supply
 
 #: bisection steps for the certified rate and gain (relative precision about 2^-50).
 BISECTION_STEPS = 50
@@ -100,6 +100,30 @@ def _np(tree: Any) -> Any:
     return None if tree is None else np.asarray(to_numpy(tree), dtype=np.float64)
 
 
+def slope_restricted_multiplier(e: Any, cfg: ModelConfig) -> np.ndarray:
+    """The REN's multiplier term: sigma slope-restricted in [0, 1] with the diagonal Lambda of
+    its explicit map (docs/math/certificates.md#dissipation-matrix); rows [dx; dw; du]."""
+    nx, nv, nu = cfg.nx, cfg.nv, cfg.nu
+    n = nx + nv + nu
+    C = np.concatenate([e.C1, e.D11, e.D12], axis=1)
+    LC = e.Lambda[:, None] * C
+    M = np.zeros((n, n))
+    M[nx:nx + nv, :] += LC
+    M[:, nx:nx + nv] += LC.T
+    M[nx:nx + nv, nx:nx + nv] -= 2 * np.diag(e.Lambda)
+    return M
+
+
+def lipschitz_multiplier(e: Any, cfg: ModelConfig) -> np.ndarray:
+    """The R2DN's multiplier term: phi 1-Lipschitz, multiplier 1 (|dw|^2 <= |dv|^2 with
+    dv = C1 dx + D12 du); rows [dx; dw; du]."""
+    nx, nv = cfg.nx, cfg.nv
+    K = np.concatenate([e.C1, np.zeros((nv, nv)), e.D12], axis=1)
+    M = K.T @ K
+    M[nx:nx + nv, nx:nx + nv] -= np.eye(nv)
+    return M
+
+
 def dissipation_matrix(e: Any, cfg: ModelConfig, abar: float | None = None,
                        supply: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
                        contracting: bool | None = None) -> np.ndarray:
@@ -109,26 +133,15 @@ def dissipation_matrix(e: Any, cfg: ModelConfig, abar: float | None = None,
     the supply (the default for contracting families). Rows are ordered [dx; dw; du].
     """
     abar = cfg.abar if abar is None else abar
-    contracting = cfg.model in CONTRACTING_FAMILIES if contracting is None else contracting
+    family = cfg.spec()
+    contracting = family.contracting if contracting is None else contracting
     supply = cfg.supply() if supply is None else supply
     nx, nv, nu = cfg.nx, cfg.nv, cfg.nu
     Pc = e.E.T @ np.linalg.solve(e.P, e.E)
     ABB = np.concatenate([e.A, e.B1, e.B2], axis=1)
-    n = nx + nv + nu
     L = -ABB.T @ Pc @ ABB
     L[:nx, :nx] += abar**2 * Pc
-    if hasattr(e, "Lambda"):                        # REN: slope-restricted sigma, diagonal Lambda
-        C = np.concatenate([e.C1, e.D11, e.D12], axis=1)
-        LC = e.Lambda[:, None] * C
-        M = np.zeros((n, n))
-        M[nx:nx + nv, :] += LC
-        M[:, nx:nx + nv] += LC.T
-        M[nx:nx + nv, nx:nx + nv] -= 2 * np.diag(e.Lambda)
-    else:                                           # R2DN: 1-Lipschitz phi, multiplier 1
-        K = np.concatenate([e.C1, np.zeros((nv, nv)), e.D12], axis=1)
-        M = K.T @ K
-        M[nx:nx + nv, nx:nx + nv] -= np.eye(nv)
-    L -= M
+    L -= family.multiplier(e, cfg)
     if contracting:
         return L[:nx + nv, :nx + nv]
     Q, S, R = supply
@@ -180,10 +193,11 @@ def relaxed_supply(cfg: ModelConfig, delta: float
     ``(Q, S, R + delta ||Sigma|| I)`` with ``Sigma = [[Q, S^T], [S, R]]`` (spectral norm), i.e.
     ``s(dy, du) + delta ||Sigma|| |du|^2``.
     """
-    if cfg.model in CONTRACTING_FAMILIES:
+    family = cfg.spec()
+    if family.contracting:
         return None
-    if cfg.model in LIPSCHITZ_FAMILIES:
-        return lipschitz_supply(cfg.gamma * (1 + delta), cfg.nu, cfg.ny)
+    if family.gain is not None:
+        return lipschitz_supply(family.gain(cfg) * (1 + delta), cfg.nu, cfg.ny)
     Q, S, R = cfg.supply()
     size = float(np.linalg.norm(np.block([[Q, S.T], [S, R]]), 2))
     return Q, S, R + delta * size * np.eye(R.shape[0])
@@ -323,7 +337,7 @@ def certify(model: Any, *, float64_maps: bool = False, warn: bool = True,
     L = dissipation_matrix(e, cfg)
     eigs = np.linalg.eigvalsh((L + L.T) / 2)
     min_eig, scale = float(eigs[0]), float(np.max(np.abs(eigs)))
-    if cfg.model not in CONTRACTING_FAMILIES:      # rounding of L, as a share of the supply
+    if not cfg.spec().contracting:                 # rounding of L, as a share of the supply
         Q, S, R = cfg.supply()
         size = float(np.linalg.norm(np.block([[Q, S.T], [S, R]]), 2))
         allowance *= max(1.0, scale / size)
@@ -347,9 +361,10 @@ def _bounds(e: Any, cfg: ModelConfig, allowance: float) -> tuple[float, float | 
         return _min_eig(dissipation_matrix(e, cfg, abar=a, supply=supply)) > 0
 
     rate = _bisect(rate_ok, 0.0, 1.0) if rate_ok(1.0) else math.inf
-    if cfg.model in CONTRACTING_FAMILIES:
+    family = cfg.spec()
+    if family.contracting:
         return rate, None
-    ref = cfg.gamma if cfg.model in LIPSCHITZ_FAMILIES else 1.0
+    ref = 1.0 if family.gain is None else family.gain(cfg)
     abar = cfg.abar * (1 + allowance)
 
     def gain_ok(g: float) -> bool:

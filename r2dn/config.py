@@ -5,8 +5,10 @@ the sizes, the options, the dtype and the fixed data of the certificate (gamma u
 abar, Q, S, R, the passivity indices). It is hashable, so a JAX model can keep it as static data,
 and it round-trips through JSON, so a checkpoint can carry it.
 
-The constructor of every model class in every backend is one of the ``*_config`` functions below
-(the backends copy their signatures), so the arguments and their validation live in one place.
+Every config follows the common rules here (:func:`_validate`), then its family's options and
+rules (:mod:`r2dn.families`). Each family's constructor, in its own module, is built from
+:func:`documented` and :func:`build`/:func:`build_recurrent`; every backend's class for the
+family takes its signature, so the arguments and their validation live in one place.
 """
 
 from __future__ import annotations
@@ -23,21 +25,17 @@ from typing import Any, Literal
 
 import numpy as np
 
+from . import families
 from .compat import COMPAT_CHOICES, Compat, default_eps
+from .families import OPTIONS, Family
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "identity")
 INITS = ("random", "long_memory")
 DTYPES = ("float32", "float64")
 
-REN_FAMILIES = ("ContractingREN", "LipschitzREN", "GeneralREN", "PassiveREN")
-R2DN_FAMILIES = ("ContractingR2DN", "LipschitzR2DN", "GeneralR2DN")
-RECURRENT_FAMILIES = REN_FAMILIES + R2DN_FAMILIES
-FEEDFORWARD_FAMILIES = ("SandwichLayer", "LBDN")
-FAMILIES = FEEDFORWARD_FAMILIES + RECURRENT_FAMILIES
-CONTRACTING_FAMILIES = ("ContractingREN", "ContractingR2DN")
-LIPSCHITZ_FAMILIES = ("LipschitzREN", "LipschitzR2DN")
-#: families with the option ``d22_zero`` (D22 fixed at 0: RobustNeuralNetworks.jl's ``D22_zero``).
-D22_ZERO_FAMILIES = ("ContractingREN", "LipschitzREN")
+#: names read from the family registry on access (:mod:`r2dn.families`): see :func:`__getattr__`.
+_VIEWS = ("FAMILIES", "REN_FAMILIES", "R2DN_FAMILIES", "RECURRENT_FAMILIES", "FEEDFORWARD_FAMILIES",
+          "CONTRACTING_FAMILIES", "LIPSCHITZ_FAMILIES", "D22_ZERO_FAMILIES", "CONSTRUCTORS")
 
 Matrix = tuple[tuple[float, ...], ...]
 Activation = str | Callable[[Any], Any]
@@ -50,6 +48,16 @@ class ModelConfig:
     Fields that do not apply to a family keep their defaults (``None`` or empty) and are checked
     to do so. ``eps`` is stored resolved (the value the maps use), so a model converted to another
     backend or dtype computes the same maps.
+
+    Examples
+    --------
+    >>> import r2dn.numpy as rn
+    >>> from r2dn.config import ModelConfig
+    >>> cfg = rn.LipschitzR2DN(2, 3, 4, 1, (8,), 2.0).config
+    >>> ModelConfig.from_json(cfg.to_json()) == cfg
+    True
+    >>> cfg.family, cfg.spec().gain(cfg)
+    ('r2dn', 2.0)
     """
 
     model: str
@@ -84,31 +92,26 @@ class ModelConfig:
     # -- derived quantities ------------------------------------------------------------------
     @property
     def family(self) -> str:
-        """``"lbdn"``, ``"sandwich"``, ``"ren"`` or ``"r2dn"``."""
-        if self.model in REN_FAMILIES:
-            return "ren"
-        if self.model in R2DN_FAMILIES:
-            return "r2dn"
-        return "sandwich" if self.model == "SandwichLayer" else "lbdn"
+        """The structure of the model: ``"lbdn"``, ``"sandwich"``, ``"ren"`` or ``"r2dn"``
+        (its family record's ``kind``)."""
+        return self.spec().kind
 
     @property
     def is_recurrent(self) -> bool:
-        return self.model in RECURRENT_FAMILIES
+        return self.spec().recurrent
+
+    def spec(self) -> Family:
+        """The model's :class:`r2dn.families.Family` record (constructor, rules, shapes, maps)."""
+        return families.get(self.model)
 
     def supply(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """The incremental supply rate (Q, S, R) as float64 arrays; ``None`` for contracting models.
 
         Lipschitz models use Q = -I/gamma, S = 0, R = gamma I; passive RENs Q = -2 rho I, S = I,
-        R = -2 nu I (docs/math/index.md#incremental).
+        R = -2 nu I (docs/math/index.md#incremental). Declared by each family's record.
         """
-        if self.model in LIPSCHITZ_FAMILIES:
-            return lipschitz_supply(self.gamma, self.nu, self.ny)
-        if self.model == "PassiveREN":
-            return (-2.0 * self.rho_index * np.eye(self.ny), np.eye(self.nu, self.ny),
-                    -2.0 * self.nu_index * np.eye(self.nu))
-        if self.model in ("GeneralREN", "GeneralR2DN"):
-            return np.array(self.Q), np.array(self.S), np.array(self.R)
-        return None
+        supply = self.spec().supply
+        return None if supply is None else supply(self)
 
     # -- serialisation -----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -214,7 +217,8 @@ def _check_positive(owner: str, name: str, value: Any) -> None:
         raise ValueError(f"{owner}: `{name}` must be a finite number > 0; got {name}={value!r}.")
 
 
-def _check_qsr(c: ModelConfig) -> None:
+def check_qsr(c: ModelConfig) -> None:
+    """The rule of (Q, S, R) families: shapes, Q and R symmetric, Q < 0, R - S Q^-1 S^T > 0."""
     owner = c.model
     Q, S, R = (np.array(m) if m is not None else None for m in (c.Q, c.S, c.R))
     for name, m, shape in (("Q", Q, (c.ny, c.ny)), ("S", S, (c.nu, c.ny)), ("R", R, (c.nu, c.nu))):
@@ -237,11 +241,34 @@ def _check_qsr(c: ModelConfig) -> None:
                          f"eigenvalue is {s_eigs.min():.6g}.")
 
 
-def _validate(c: ModelConfig) -> None:  # noqa: C901 - a flat list of rules reads best
+def check_identity_output(c: ModelConfig) -> None:
+    """The rule of ``identity_output=True``: the output is the state, so ``ny == nx``."""
+    if c.identity_output and c.ny != c.nx:
+        raise ValueError(f"{c.model}: `identity_output=True` needs ny == nx; got ny={c.ny}, nx={c.nx}.")
+
+
+def check_gamma(c: ModelConfig) -> None:
+    """The rule of families with a gain bound: ``gamma`` finite and > 0."""
+    _check_positive(c.model, "gamma", c.gamma)
+
+
+def _check_options(c: ModelConfig, family: Family) -> None:
+    """Optional fields the family does not take must keep their defaults."""
+    for name, default in OPTIONS.items():
+        value = getattr(c, name)
+        if name in family.options or value is default or value == default:
+            continue
+        takers = families.with_option(name)
+        where = " and ".join(takers) if takers else "no registered family"
+        raise ValueError(f"{c.model}: `{name}` does not apply to this model (it applies to "
+                         f"{where} only); got {name}={value!r}.")
+
+
+def _validate(c: ModelConfig) -> None:
+    """The rules every config follows, then its family's (:attr:`r2dn.families.Family.rules`)."""
     owner = c.model
-    if owner not in FAMILIES:
-        raise ValueError(f"ModelConfig: `model` must be one of {', '.join(FAMILIES)}; got {owner!r}.")
-    if c.family in ("lbdn", "sandwich"):
+    family = families.get(owner)
+    if family.kind in ("lbdn", "sandwich"):
         _check_size(owner, "in_features", c.in_features)
         _check_size(owner, "out_features", c.out_features)
     else:
@@ -249,7 +276,7 @@ def _validate(c: ModelConfig) -> None:  # noqa: C901 - a flat list of rules read
             _check_size(owner, name, getattr(c, name))
     if not isinstance(c.hidden, tuple) or any(not _is_int(h) or h < 1 for h in c.hidden):
         raise ValueError(f"{owner}: `hidden` must be a tuple of positive integers; got {c.hidden!r}.")
-    if c.family == "sandwich" and c.hidden:
+    if family.kind == "sandwich" and c.hidden:
         raise ValueError(f"{owner}: `hidden` does not apply to a SandwichLayer; got {c.hidden!r}.")
     if not (callable(c.activation) or c.activation in ACTIVATIONS):
         raise ValueError(f"{owner}: `activation` must be one of "
@@ -268,45 +295,14 @@ def _validate(c: ModelConfig) -> None:  # noqa: C901 - a flat list of rules read
     for name in ("polar", "identity_output", "learn_gamma", "d22_zero"):
         if not isinstance(getattr(c, name), bool):
             raise TypeError(f"{owner}: `{name}` must be a bool; got {getattr(c, name)!r}.")
-    uses_gamma = c.model in LIPSCHITZ_FAMILIES or c.model == "LBDN"
-    if uses_gamma:
-        _check_positive(owner, "gamma", c.gamma)
-    elif c.gamma is not None:
-        raise ValueError(f"{owner}: `gamma` does not apply to this model; got gamma={c.gamma!r}.")
-    if c.learn_gamma and c.model != "LBDN":
-        raise ValueError(f"{owner}: `learn_gamma` applies to LBDN only.")
-    if c.identity_output:
-        if c.model not in CONTRACTING_FAMILIES:
-            raise ValueError(f"{owner}: `identity_output=True` applies to contracting models only "
-                             "(an identity output has no input-output bound).")
-        if c.ny != c.nx:
-            raise ValueError(f"{owner}: `identity_output=True` needs ny == nx; got ny={c.ny}, nx={c.nx}.")
-    if c.d22_zero and c.model not in D22_ZERO_FAMILIES:
-        raise ValueError(f"{owner}: `d22_zero=True` applies to {' and '.join(D22_ZERO_FAMILIES)} "
-                         "only (RobustNeuralNetworks.jl's `D22_zero`).")
-    if c.model in ("GeneralREN", "GeneralR2DN"):
-        _check_qsr(c)
-    elif any(m is not None for m in (c.Q, c.S, c.R)):
-        raise ValueError(f"{owner}: `Q`, `S`, `R` apply to GeneralREN and GeneralR2DN only.")
-    if c.model == "PassiveREN":
-        if c.nu != c.ny:
-            raise ValueError(f"PassiveREN: needs nu == ny; got nu={c.nu}, ny={c.ny}.")
-        for name in ("nu_index", "rho_index"):
-            v = getattr(c, name)
-            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
-                raise ValueError(f"PassiveREN: `{name}` must be a finite number; got {name}={v!r}.")
-        if c.rho_index < 0:
-            raise ValueError(f"PassiveREN: `rho_index` must be >= 0; got rho_index={c.rho_index!r}.")
-        if c.rho_index > 0 and c.nu_index * c.rho_index >= 0.25:
-            raise ValueError("PassiveREN: with rho_index > 0 the indices must satisfy "
-                             f"nu_index * rho_index < 1/4; got {c.nu_index!r} * {c.rho_index!r}.")
-    elif c.nu_index is not None or c.rho_index is not None:
-        raise ValueError(f"{owner}: `nu_index`, `rho_index` apply to PassiveREN only.")
+    _check_options(c, family)
+    for rule in family.rules:
+        rule(c)
 
 
 # -- constructors: the signatures every backend's model classes share ---------------------------
 
-#: numpydoc entries of the constructor arguments, shared by the nine model classes.
+#: numpydoc entries of the constructor arguments, shared by every family's constructor.
 _PARAM_DOCS = {
     "in_features": "in_features : int\n    Input width; inputs ``u`` have shape ``(batch, in_features)``.",
     "out_features": "out_features : int\n    Output width; outputs have shape ``(batch, out_features)``.",
@@ -363,7 +359,7 @@ TypeError
     A missing or unknown argument, or a flag that is not a bool."""
 
 
-def _documented(summary: str, example: str, notes: str = "", **fill: str) -> Callable:
+def documented(summary: str, example: str, notes: str = "", **fill: str) -> Callable:
     """Give a constructor a numpydoc docstring built from :data:`_PARAM_DOCS`.
 
     The model classes of every backend take this docstring, with ``{default_dtype}`` filled in by
@@ -386,8 +382,11 @@ def _documented(summary: str, example: str, notes: str = "", **fill: str) -> Cal
     return decorate
 
 
-def _common(model: str, dtype: str | None, default_dtype: str, eps: float | None,
-            compat: Compat, **kw: Any) -> ModelConfig:
+def build(model: str, dtype: str | None, default_dtype: str, eps: float | None,
+          compat: Compat, **kw: Any) -> ModelConfig:
+    """The config of family ``model`` from a constructor's arguments: ``dtype=None`` is the
+    backend's ``default_dtype``, ``eps=None`` the preset's default, ``hidden`` and Q, S, R
+    normalised; the config then validates itself."""
     dtype = default_dtype if dtype is None else dtype
     if dtype not in DTYPES:
         raise ValueError(f"{model}: `dtype` must be 'float32' or 'float64'; got dtype={dtype!r}.")
@@ -402,133 +401,34 @@ def _common(model: str, dtype: str | None, default_dtype: str, eps: float | None
     return ModelConfig(model=model, dtype=dtype, eps=eps, compat=compat, **kw)
 
 
-@_documented('A 1-Lipschitz dense layer ``in_features -> out_features`` (docs/math/lbdn.md#sandwich).\n\nCalled as ``layer(u)`` with ``u`` of shape ``(batch, in_features)``; returns\n``(batch, out_features)``.',
-             '>>> import numpy as np, r2dn.numpy as rn\n>>> layer = rn.SandwichLayer(3, 2, activation="tanh")\n>>> layer(np.ones((4, 3))).shape\n(4, 2)')
-def sandwich_config(in_features: int, out_features: int, *, activation: Activation = "relu",
-                    seed: int = 0, dtype: str | None = None, compat: Compat = None,
-                    default_dtype: str = "float64") -> ModelConfig:
-    return _common("SandwichLayer", dtype, default_dtype, None, compat, in_features=in_features,
-                   out_features=out_features, activation=activation, seed=seed)
+def build_recurrent(model: str, nu, nx, nv, ny, *, dtype, default_dtype, eps, compat, **kw
+                    ) -> ModelConfig:
+    """:func:`build` for a recurrent family: the sizes ``nu, nx, nv, ny`` first."""
+    return build(model, dtype, default_dtype, eps, compat, nu=nu, nx=nx, nv=nv, ny=ny, **kw)
 
 
-@_documented('A gamma-Lipschitz MLP of Sandwich layers with a linear last layer (docs/math/lbdn.md#lbdn-network).\n\nCalled as ``model(u)`` with ``u`` of shape ``(batch, in_features)``; returns\n``(batch, out_features)``, and ``||model(u1) - model(u2)|| <= gamma ||u1 - u2||`` for every pair.',
-             '>>> import numpy as np, r2dn, r2dn.numpy as rn\n>>> model = rn.LBDN(4, (16, 16), 2, gamma=3.0)\n>>> model(np.ones((5, 4))).shape\n(5, 2)\n>>> bool(r2dn.certify(model).certified)\nTrue',
-             hidden_note=' (``in_features -> hidden[0] -> ... -> out_features``)')
-def lbdn_config(in_features: int, hidden: Sequence[int], out_features: int, gamma: float = 1.0, *,
-                learn_gamma: bool = False, activation: Activation = "relu", seed: int = 0,
-                dtype: str | None = None, compat: Compat = None,
-                default_dtype: str = "float64") -> ModelConfig:
-    return _common("LBDN", dtype, default_dtype, None, compat, in_features=in_features,
-                   hidden=hidden, out_features=out_features, gamma=gamma, learn_gamma=learn_gamma,
-                   activation=activation, seed=seed)
-
-
-def _recurrent(model: str, nu, nx, nv, ny, *, dtype, default_dtype, eps, compat, **kw) -> ModelConfig:
-    return _common(model, dtype, default_dtype, eps, compat, nu=nu, nx=nx, nv=nv, ny=ny, **kw)
-
-
-@_documented('A REN contracting at rate ``abar`` (docs/math/ren.md#ren).\n\nThe state forgets its initial value: two trajectories with the same inputs approach each other\nat least like ``abar**t``. Its input-output map is not bounded (``D22`` and the output layer are\nfree).',
-             '>>> import numpy as np, r2dn.numpy as rn\n>>> model = rn.ContractingREN(nu=2, nx=3, nv=4, ny=1, abar=0.9)\n>>> xT, ys = model.simulate(model.init_state(5), np.zeros((10, 5, 2)))\n>>> ys.shape\n(10, 5, 1)')
-def contracting_ren_config(nu: int, nx: int, nv: int, ny: int, *, abar: float = 1.0,
-                           activation: Activation = "relu", polar: bool = True,
-                           eps: float | None = None, init: Literal["random", "long_memory"] = "random",
-                           identity_output: bool = False, d22_zero: bool = False, seed: int = 0,
-                           dtype: str | None = None, compat: Compat = None,
-                           default_dtype: str = "float64") -> ModelConfig:
-    return _recurrent("ContractingREN", nu, nx, nv, ny, dtype=dtype, default_dtype=default_dtype,
-                      eps=eps, compat=compat, abar=abar, activation=activation, polar=polar,
-                      init=init, identity_output=identity_output, d22_zero=d22_zero, seed=seed)
-
-
-@_documented('A REN with incremental gain at most ``gamma`` (docs/math/ren.md#d22).\n\nFrom equal initial states, ``||y1 - y2|| <= gamma ||u1 - u2||`` over any horizon (l2 norms of the\nwhole sequences); the model is also contracting at rate ``abar``.',
-             '>>> import r2dn, r2dn.numpy as rn\n>>> model = rn.LipschitzREN(nu=2, nx=3, nv=4, ny=2, gamma=1.5)\n>>> r2dn.certify(model).gamma <= 1.5\nTrue')
-def lipschitz_ren_config(nu: int, nx: int, nv: int, ny: int, gamma: float, *, abar: float = 1.0,
-                         activation: Activation = "relu", polar: bool = True,
-                         eps: float | None = None, init: Literal["random", "long_memory"] = "random",
-                         d22_zero: bool = False, seed: int = 0, dtype: str | None = None,
-                         compat: Compat = None, default_dtype: str = "float64") -> ModelConfig:
-    return _recurrent("LipschitzREN", nu, nx, nv, ny, dtype=dtype, default_dtype=default_dtype,
-                      eps=eps, compat=compat, gamma=gamma, abar=abar, activation=activation,
-                      polar=polar, init=init, d22_zero=d22_zero, seed=seed)
-
-
-@_documented('A REN that is incrementally (Q, S, R)-dissipative (docs/math/ren.md#supply).\n\nFrom equal initial states, the supply ``sum_t dy^T Q dy + 2 du^T S dy + du^T R du >= 0`` over any\nhorizon, for any two input sequences; the model is also contracting at rate ``abar``.',
-             '>>> import numpy as np, r2dn, r2dn.numpy as rn\n>>> Q, S, R = -np.eye(1), np.zeros((2, 1)), 4.0 * np.eye(2)    # gain <= 2\n>>> model = rn.GeneralREN(nu=2, nx=3, nv=4, ny=1, Q=Q, S=S, R=R)\n>>> bool(r2dn.certify(model).certified)\nTrue',
-             'Conventions: ``S`` is ``(nu, ny)``. Q = -I/gamma, S = 0, R = gamma I is a gamma-Lipschitz model\n(docs/math/index.md#qsr-conventions).')
-def general_ren_config(nu: int, nx: int, nv: int, ny: int, Q: Any, S: Any, R: Any, *,
-                       abar: float = 1.0, activation: Activation = "relu", polar: bool = True,
-                       eps: float | None = None, init: Literal["random", "long_memory"] = "random",
-                       seed: int = 0, dtype: str | None = None, compat: Compat = None,
-                       default_dtype: str = "float64") -> ModelConfig:
-    return _recurrent("GeneralREN", nu, nx, nv, ny, dtype=dtype, default_dtype=default_dtype,
-                      eps=eps, compat=compat, Q=Q, S=S, R=R, abar=abar, activation=activation,
-                      polar=polar, init=init, seed=seed)
-
-
-@_documented('A REN that is incrementally passive with indices (``nu_index``, ``rho_index``); needs ``nu == ny``\n(docs/math/ren.md#passive).\n\nThe supply is ``2 du^T dy - 2 nu_index |du|^2 - 2 rho_index |dy|^2``, i.e. (Q, S, R) =\n(-2 rho_index I, I, -2 nu_index I).',
-             '>>> import r2dn, r2dn.numpy as rn\n>>> model = rn.PassiveREN(nu=2, nx=3, nv=4, ny=2, nu_index=0.0, rho_index=0.5)\n>>> bool(r2dn.certify(model).certified)\nTrue')
-def passive_ren_config(nu: int, nx: int, nv: int, ny: int, *, nu_index: float = 0.0,
-                       rho_index: float = 0.0, abar: float = 1.0, activation: Activation = "relu",
-                       polar: bool = True, eps: float | None = None,
-                       init: Literal["random", "long_memory"] = "random", seed: int = 0,
-                       dtype: str | None = None, compat: Compat = None,
-                       default_dtype: str = "float64") -> ModelConfig:
-    return _recurrent("PassiveREN", nu, nx, nv, ny, dtype=dtype, default_dtype=default_dtype,
-                      eps=eps, compat=compat, nu_index=nu_index, rho_index=rho_index, abar=abar,
-                      activation=activation, polar=polar, init=init, seed=seed)
-
-
-@_documented('An R2DN contracting at rate ``abar`` (docs/math/r2dn.md#contracting).\n\nAn LTI system in feedback with a 1-Lipschitz LBDN of widths ``nv -> hidden -> nv``: no\nequilibrium to solve, so each step is a few dense products.',
-             '>>> import numpy as np, r2dn.numpy as rn\n>>> model = rn.ContractingR2DN(nu=2, nx=3, nv=4, ny=1, hidden=(8,))\n>>> xT, ys = model.simulate(model.init_state(5), np.zeros((10, 5, 2)))\n>>> ys.shape\n(10, 5, 1)',
-             hidden_note=' of the network phi (``nv -> hidden -> nv``)')
-def contracting_r2dn_config(nu: int, nx: int, nv: int, ny: int, hidden: Sequence[int], *,
-                            abar: float = 1.0, activation: Activation = "relu", polar: bool = True,
-                            eps: float | None = None,
-                            init: Literal["random", "long_memory"] = "random",
-                            identity_output: bool = False, seed: int = 0, dtype: str | None = None,
-                            compat: Compat = None, default_dtype: str = "float64") -> ModelConfig:
-    return _recurrent("ContractingR2DN", nu, nx, nv, ny, dtype=dtype, default_dtype=default_dtype,
-                      eps=eps, compat=compat, hidden=hidden, abar=abar, activation=activation,
-                      polar=polar, init=init, identity_output=identity_output, seed=seed)
-
-
-@_documented('An R2DN with incremental gain at most ``gamma`` (docs/math/r2dn.md#qsr).\n\nFrom equal initial states, ``||y1 - y2|| <= gamma ||u1 - u2||`` over any horizon; the model is\nalso contracting at rate ``abar``.',
-             '>>> import numpy as np, r2dn, r2dn.numpy as rn\n>>> model = rn.LipschitzR2DN(nu=2, nx=8, nv=16, ny=1, hidden=(32,), gamma=2.0)\n>>> xT, ys = model.simulate(model.init_state(4), np.zeros((50, 4, 2)))\n>>> r2dn.certify(model).gamma <= 2.0\nTrue',
-             hidden_note=' of the network phi (``nv -> hidden -> nv``)')
-def lipschitz_r2dn_config(nu: int, nx: int, nv: int, ny: int, hidden: Sequence[int], gamma: float,
-                          *, abar: float = 1.0, activation: Activation = "relu", polar: bool = True,
-                          eps: float | None = None, init: Literal["random", "long_memory"] = "random",
-                          seed: int = 0, dtype: str | None = None, compat: Compat = None,
-                          default_dtype: str = "float64") -> ModelConfig:
-    return _recurrent("LipschitzR2DN", nu, nx, nv, ny, dtype=dtype, default_dtype=default_dtype,
-                      eps=eps, compat=compat, hidden=hidden, gamma=gamma, abar=abar,
-                      activation=activation, polar=polar, init=init, seed=seed)
-
-
-@_documented('An R2DN that is incrementally (Q, S, R)-dissipative (docs/math/r2dn.md#qsr).\n\nFrom equal initial states, ``sum_t dy^T Q dy + 2 du^T S dy + du^T R du >= 0`` over any horizon;\nthe model is also contracting at rate ``abar``.',
-             '>>> import numpy as np, r2dn, r2dn.numpy as rn\n>>> Q, S, R = -np.eye(1), np.zeros((2, 1)), 4.0 * np.eye(2)\n>>> model = rn.GeneralR2DN(nu=2, nx=3, nv=4, ny=1, hidden=(8,), Q=Q, S=S, R=R)\n>>> bool(r2dn.certify(model).certified)\nTrue',
-             'Conventions: ``S`` is ``(nu, ny)`` (docs/math/index.md#qsr-conventions).',
-             hidden_note=' of the network phi (``nv -> hidden -> nv``)')
-def general_r2dn_config(nu: int, nx: int, nv: int, ny: int, hidden: Sequence[int], Q: Any, S: Any,
-                        R: Any, *, abar: float = 1.0, activation: Activation = "relu",
-                        polar: bool = True, eps: float | None = None,
-                        init: Literal["random", "long_memory"] = "random", seed: int = 0,
-                        dtype: str | None = None, compat: Compat = None,
-                        default_dtype: str = "float64") -> ModelConfig:
-    return _recurrent("GeneralR2DN", nu, nx, nv, ny, dtype=dtype, default_dtype=default_dtype,
-                      eps=eps, compat=compat, hidden=hidden, Q=Q, S=S, R=R, abar=abar,
-                      activation=activation, polar=polar, init=init, seed=seed)
-
-
-#: class name -> the function whose signature that class's constructor has, in every backend.
-CONSTRUCTORS: dict[str, Callable[..., ModelConfig]] = {
-    "SandwichLayer": sandwich_config,
-    "LBDN": lbdn_config,
-    "ContractingREN": contracting_ren_config,
-    "LipschitzREN": lipschitz_ren_config,
-    "GeneralREN": general_ren_config,
-    "PassiveREN": passive_ren_config,
-    "ContractingR2DN": contracting_r2dn_config,
-    "LipschitzR2DN": lipschitz_r2dn_config,
-    "GeneralR2DN": general_r2dn_config,
-}
+def __getattr__(name: str) -> Any:
+    """Views of the family registry (:mod:`r2dn.families`), read when asked so they include
+    families registered at run time: ``FAMILIES`` (every name, catalogue order), ``REN_FAMILIES``,
+    ``R2DN_FAMILIES``, ``RECURRENT_FAMILIES``, ``FEEDFORWARD_FAMILIES``, ``CONTRACTING_FAMILIES``
+    (no supply), ``LIPSCHITZ_FAMILIES`` (a gain bound), ``D22_ZERO_FAMILIES`` (the option
+    ``d22_zero``) and ``CONSTRUCTORS`` (name -> constructor)."""
+    if name not in _VIEWS:
+        raise AttributeError(f"module 'r2dn.config' has no attribute {name!r}")
+    records = [families.get(n) for n in families.names()]
+    if name == "CONSTRUCTORS":
+        return {f.name: f.constructor for f in records}
+    if name == "D22_ZERO_FAMILIES":
+        return families.with_option("d22_zero")
+    pick = {
+        "FAMILIES": lambda f: True,
+        "REN_FAMILIES": lambda f: f.kind == "ren",
+        "R2DN_FAMILIES": lambda f: f.kind == "r2dn",
+        "FEEDFORWARD_FAMILIES": lambda f: not f.recurrent,
+        "CONTRACTING_FAMILIES": lambda f: f.contracting,
+        "LIPSCHITZ_FAMILIES": lambda f: f.recurrent and f.gain is not None,
+    }
+    if name == "RECURRENT_FAMILIES":
+        return tuple(f.name for f in records if f.kind == "ren") + \
+            tuple(f.name for f in records if f.kind == "r2dn")
+    return tuple(f.name for f in records if pick[name](f))

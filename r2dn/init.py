@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .compat import PRESETS
-from .config import R2DN_FAMILIES, ModelConfig
+from .config import ModelConfig
 
 #: long-memory init: F = abar (I - diag(LONG_MEMORY_SPREAD * U[0, 1))), so A is close to abar I.
 LONG_MEMORY_SPREAD = 0.05
@@ -40,16 +40,32 @@ def lbdn_shapes(n_in: int, hidden: tuple[int, ...], n_out: int, compat, prefix: 
     return shapes
 
 
-def direct_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
-    """The canonical names and shapes of a model's free parameters, in initialisation order."""
-    if cfg.model == "SandwichLayer":
-        n_i, n_o = cfg.in_features, cfg.out_features
-        return {"XY": (n_i + n_o, n_o), "a": (1,), "d": (n_o,), "b": (n_o,)}
-    if cfg.model == "LBDN":
-        return lbdn_shapes(cfg.in_features, cfg.hidden, cfg.out_features, cfg.compat,
-                           learn_gamma=cfg.learn_gamma)
+def sandwich_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Shapes of a Sandwich layer's direct parameters ``XY, a, d, b``."""
+    n_i, n_o = cfg.in_features, cfg.out_features
+    return {"XY": (n_i + n_o, n_o), "a": (1,), "d": (n_o,), "b": (n_o,)}
+
+
+def lbdn_network_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Shapes of an LBDN model's direct parameters (:func:`lbdn_shapes` of its widths)."""
+    return lbdn_shapes(cfg.in_features, cfg.hidden, cfg.out_features, cfg.compat,
+                       learn_gamma=cfg.learn_gamma)
+
+
+def ren_shapes(cfg: ModelConfig, *, free_d22: bool = False) -> dict[str, tuple[int, ...]]:
+    """Shapes of a REN's direct parameters. ``free_d22``: D22 is a free parameter (contracting
+    RENs); otherwise it is built from ``X3, Y3, Z3`` and the supply (unless ``d22_zero``)."""
+    return _recurrent_shapes(cfg, r2dn=False, free_d22=free_d22)
+
+
+def r2dn_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Shapes of an R2DN's direct parameters, its LBDN's under ``network.``."""
+    return _recurrent_shapes(cfg, r2dn=True, free_d22=True)
+
+
+def _recurrent_shapes(cfg: ModelConfig, *, r2dn: bool, free_d22: bool
+                      ) -> dict[str, tuple[int, ...]]:
     nu, nx, nv, ny = cfg.nu, cfg.nx, cfg.nv, cfg.ny
-    r2dn = cfg.model in R2DN_FAMILIES
     n_X = 2 * nx if r2dn else 2 * nx + nv
     s: dict[str, tuple[int, ...]] = {"X": (n_X, n_X)}
     if cfg.polar:
@@ -63,9 +79,9 @@ def direct_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
     if not cfg.identity_output:
         s["C2"] = (ny, nx)
         s["D21"] = (ny, nv)
-    if not cfg.identity_output and not cfg.d22_zero and (r2dn or cfg.model == "ContractingREN"):
+    if not cfg.identity_output and not cfg.d22_zero and free_d22:
         s["D22"] = (ny, nu)
-    if not r2dn and cfg.model != "ContractingREN" and not cfg.d22_zero:
+    if not free_d22 and not cfg.d22_zero:
         d = min(nu, ny)
         s["X3"] = (d, d)
         s["Y3"] = (d, d)
@@ -77,6 +93,12 @@ def direct_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
     if r2dn:
         s.update(lbdn_shapes(nv, cfg.hidden, nv, cfg.compat, prefix="network."))
     return s
+
+
+def direct_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """The canonical names and shapes of a model's free parameters, in initialisation order
+    (declared by its family: :attr:`r2dn.families.Family.shapes`)."""
+    return cfg.spec().shapes(cfg)
 
 
 def _glorot(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
@@ -94,7 +116,7 @@ def _long_memory_X(rng: np.random.Generator, cfg: ModelConfig) -> tuple[np.ndarr
     F = abar * np.diag(1.0 - LONG_MEMORY_SPREAD * rng.uniform(size=nx))
     top = np.eye(nx)                         # 2E - P / abar^2 with E = I, P = abar^2 I
     P = abar**2 * np.eye(nx)
-    if cfg.model in R2DN_FAMILIES:
+    if cfg.family == "r2dn":
         H = np.block([[top, F.T], [F, P]])
     else:
         nv = cfg.nv
@@ -131,7 +153,7 @@ def init_direct(cfg: ModelConfig) -> dict[str, np.ndarray]:
             out[name] = np.array([np.linalg.norm(matrix)])
         elif name == "log_gamma":
             out[name] = np.array([np.log(cfg.gamma)])
-        elif name == "bx" or (name == "D22" and cfg.model in ("ContractingREN", "ContractingR2DN")):
+        elif name == "bx" or name in cfg.spec().zeros:
             out[name] = np.zeros(shape)
         elif name == "X3":
             out[name] = np.eye(shape[0])

@@ -53,6 +53,14 @@ def test_core_imports_no_framework_and_no_backend_at_module_level():
         assert not bad, f"r2dn/{path.name} imports {bad} at module level"
 
 
+def test_families_import_no_framework_and_no_backend():
+    """``r2dn/families/*.py`` declare families: anywhere in them, no framework and no backend."""
+    for path in _files("r2dn/families"):
+        bad = violations(path, module_level=False, frameworks=ALL_FRAMEWORKS,
+                         packages=set(BACKEND_PACKAGES.values()) | {"r2dn.conformance"})
+        assert not bad, f"r2dn/families/{path.name} imports {bad}"
+
+
 def test_conformance_imports_no_framework_at_module_level():
     for path in _files("conformance"):
         bad = violations(path, module_level=True, frameworks=ALL_FRAMEWORKS, packages=set())

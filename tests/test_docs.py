@@ -94,7 +94,11 @@ def test_docs_python_blocks_run(page, tmp_path):
 
 
 @pytest.mark.parametrize("module", ["r2dn", "r2dn.config", "r2dn._model", "r2dn.checkpoint",
-                                    "r2dn.certify", "r2dn.numpy"])
+                                    "r2dn.certify", "r2dn.numpy",
+                                    *(f"r2dn.families.{m}" for m in (
+                                        "sandwich", "lbdn", "contracting_ren", "lipschitz_ren",
+                                        "general_ren", "passive_ren", "contracting_r2dn",
+                                        "lipschitz_r2dn", "general_r2dn"))])
 def test_docstring_examples_run(module):
     import doctest
     import importlib

@@ -29,15 +29,24 @@ then cast). Flax NNX: :mod:`r2dn.jax.nnx` (the ``r2dn[flax]`` extra). Guide:
 ('ContractingR2DN', True)
 """
 
+from r2dn import families as _families
+
 from .gain import empirical_gain
-from .models import (INIT_ONLY_FIELDS, LBDN, ContractingR2DN, ContractingREN, GeneralR2DN,
-                     GeneralREN, JaxModel, LipschitzR2DN, LipschitzREN, PassiveREN, SandwichLayer,
-                     convert, ensemble, from_direct, load, structure_config)
+from .models import (CLASSES, INIT_ONLY_FIELDS, JaxModel, convert, ensemble, from_direct, load,
+                     structure_config)
 from .rollout import CPU_FAST_COMPILE_OPTIONS, MATMUL_PRECISION, fast_compile_options
 
 __all__ = [
-    "CPU_FAST_COMPILE_OPTIONS", "INIT_ONLY_FIELDS", "LBDN", "ContractingR2DN", "ContractingREN", "GeneralR2DN",
-    "GeneralREN", "JaxModel", "LipschitzR2DN", "LipschitzREN", "MATMUL_PRECISION", "PassiveREN",
-    "SandwichLayer", "convert", "empirical_gain", "ensemble", "fast_compile_options", "from_direct",
-    "load", "structure_config",
+    "CPU_FAST_COMPILE_OPTIONS", "INIT_ONLY_FIELDS", "JaxModel", "MATMUL_PRECISION", "convert",
+    "empirical_gain", "ensemble", "fast_compile_options", "from_direct", "load",
+    "structure_config", *_families.names(),
 ]
+
+
+def __getattr__(name: str) -> type:
+    """The model class of each registered family (:mod:`r2dn.families`), generated on first use."""
+    return CLASSES.attribute(name, __name__)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_families.names()})

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from r2dn import checkpoint
-from r2dn._model import ModelMixin, family_classes, from_direct as _from_direct, to_numpy
+from r2dn._model import Catalogue, ModelMixin, from_direct as _from_direct, to_numpy
 from r2dn.config import ModelConfig
 from r2dn.init import direct_shapes, init_direct
 
@@ -192,7 +192,7 @@ class JaxModel:
         one. Compiled; full-precision matmuls; raises ``ValueError``/``TypeError`` on wrong shapes
         or dtypes (at trace time, so also inside ``jax.jit``)."""
         for name, arg in zip(("x", "u") if len(args) == 2 else ("u",), args):
-            self._check_eager("forward", name, arg)
+            self._check_eager(f"{self.config.model}.forward", name, arg)
         return _forward(self, *args)
 
 
@@ -246,23 +246,23 @@ class JaxRecurrent:
                              f"or None; got chunk={chunk!r}.")
         if isinstance(unroll, bool):      # lax.scan's True is "all steps"; keep 1 != True for jit
             unroll = max(1, getattr(us, "shape", (1,))[0]) if unroll else 1
-        self._check_eager("simulate", "x0", x0)
-        self._check_eager("simulate", "us", us)
+        owner = f"{self.config.model}.simulate"
+        self._check_eager(owner, "x0", x0)
+        self._check_eager(owner, "us", us)
         return _simulate(self, x0, us, unroll=unroll, chunk=chunk)
 
 
-_CLASSES = family_classes(JaxModel, __name__, "float32",       # registered by __init_subclass__
-                          recurrent_bases=(JaxRecurrent,))
+#: one class per registered family (``r2dn.jax.LipschitzR2DN``, ...), generated on first use
+#: (each registered as a pytree by ``JaxModel.__init_subclass__``).
+CLASSES = Catalogue(JaxModel, __name__, "float32", recurrent_bases=(JaxRecurrent,))
 
-SandwichLayer = _CLASSES["SandwichLayer"]
-LBDN = _CLASSES["LBDN"]
-ContractingREN = _CLASSES["ContractingREN"]
-LipschitzREN = _CLASSES["LipschitzREN"]
-GeneralREN = _CLASSES["GeneralREN"]
-PassiveREN = _CLASSES["PassiveREN"]
-ContractingR2DN = _CLASSES["ContractingR2DN"]
-LipschitzR2DN = _CLASSES["LipschitzR2DN"]
-GeneralR2DN = _CLASSES["GeneralR2DN"]
+
+def __getattr__(name: str) -> type:
+    return CLASSES.attribute(name, __name__)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *CLASSES})
 
 
 def from_direct(config: ModelConfig, direct: Mapping[str, Any]) -> Any:
@@ -286,7 +286,7 @@ def from_direct(config: ModelConfig, direct: Mapping[str, Any]) -> Any:
     ValueError
         Missing or extra names, a wrong shape, or float64 without JAX's 64-bit mode.
     """
-    return _from_direct(_CLASSES, JaxModel, config, direct)
+    return _from_direct(CLASSES, JaxModel, config, direct)
 
 
 def convert(model: Any, *, dtype: str | None = None, check_finite: bool = True) -> Any:

@@ -48,7 +48,7 @@ from typing import Any
 import array_api_compat.numpy
 import numpy as np
 
-from r2dn import backends, config as cfgs
+from r2dn import backends, config as cfgs, families
 from r2dn._spec.lbdn import inverse_cayley as _inverse_cayley
 from .bson import FIELD_NAMES, JuliaStruct, read_bson
 from r2dn.config import ModelConfig
@@ -100,6 +100,11 @@ class Converted:
 
 
 # -- small readers that turn surprises into BSONError -----------------------------------------
+
+
+def _constructor(name: str):
+    """The config constructor of family ``name`` (:attr:`r2dn.families.Family.constructor`)."""
+    return families.get(name).constructor
 
 def type_name(value: Any) -> str:
     """The Julia type name of a decoded value (``Main.`` dropped), else the Python type name."""
@@ -297,23 +302,23 @@ def _ren(params: Any, nl: Any, where: str, dtype: str | None, notes: list[str],
                 arrays.append(direct[k])
     dtype = _dtype(arrays, dtype, where)
     if family == "ContractingREN":
-        cfg = _config(cfgs.contracting_ren_config, where, nu, nx, nv, ny, dtype=dtype, **common,
+        cfg = _config(_constructor("ContractingREN"), where, nu, nx, nv, ny, dtype=dtype, **common,
                       **kw)
     elif family == "LipschitzREN":
         gamma = _array(f, "γ", where, (1,))
         if _bool(f, "learn_γ", where):
             notes.append(f"{where}: learn_γ=true; r2dn's LipschitzREN keeps "
                          f"gamma={float(gamma[0])!r} fixed")
-        cfg = _config(cfgs.lipschitz_ren_config, where, nu, nx, nv, ny, float(gamma[0]),
+        cfg = _config(_constructor("LipschitzREN"), where, nu, nx, nv, ny, float(gamma[0]),
                       dtype=dtype, **common, **kw)
     elif family == "GeneralREN":
         Q, S, R = (_array(f, k, where, s) for k, s in (("Q", (ny, ny)), ("S", (nu, ny)),
                                                        ("R", (nu, nu))))
         _check_cholesky(f, Q, S, R, where, dtype)
-        cfg = _config(cfgs.general_ren_config, where, nu, nx, nv, ny, Q, S, R, dtype=dtype,
+        cfg = _config(_constructor("GeneralREN"), where, nu, nx, nv, ny, Q, S, R, dtype=dtype,
                       **common)
     else:
-        cfg = _config(cfgs.passive_ren_config, where, nu, nx, nv, ny,
+        cfg = _config(_constructor("PassiveREN"), where, nu, nx, nv, ny,
                       nu_index=_real(f, "ν", where), rho_index=_real(f, "ρ", where), dtype=dtype,
                       **common)
     return cfg, _finish(cfg, direct, where)
@@ -387,7 +392,7 @@ def _lbdn(params: Any, nl: Any, where: str, dtype: str | None, notes: list[str],
     if learn:
         direct["log_gamma"] = log_gamma
     dtype = _dtype(list(direct.values()) + [log_gamma], dtype, where)
-    cfg = _config(cfgs.lbdn_config, where, nu, nh, ny, math.exp(float(log_gamma[0])),
+    cfg = _config(_constructor("LBDN"), where, nu, nh, ny, math.exp(float(log_gamma[0])),
                   learn_gamma=learn, activation=act, dtype=dtype)
     return cfg, _finish(cfg, direct, where)
 
@@ -438,7 +443,7 @@ def _explicit_lbdn(value: Any, where: str, dtype: str | None,
     dtype = _dtype(raw + [sqrt_gamma], dtype, where)
     notes.append(f"{where}: an `LBDN` stores explicit layers; its direct parameters were "
                  "recovered by the inverse Cayley transform (exact up to rounding)")
-    cfg = _config(cfgs.lbdn_config, where, nu, nh, ny, float(sqrt_gamma[0]) ** 2, activation=act,
+    cfg = _config(_constructor("LBDN"), where, nu, nh, ny, float(sqrt_gamma[0]) ** 2, activation=act,
                   dtype=dtype)
     return cfg, _finish(cfg, direct, where)
 

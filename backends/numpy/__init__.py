@@ -12,11 +12,17 @@ the API of docs/getting-started.md#model-api, plus :func:`convert` and :func:`fr
 (10, 5, 1)
 """
 
-from .models import (LBDN, ContractingR2DN, ContractingREN, GeneralR2DN, GeneralREN,
-                     LipschitzR2DN, LipschitzREN, NumpyModel, PassiveREN, SandwichLayer, convert,
-                     from_direct, load)
+from r2dn import families as _families
 
-__all__ = [
-    "LBDN", "ContractingR2DN", "ContractingREN", "GeneralR2DN", "GeneralREN", "LipschitzR2DN",
-    "LipschitzREN", "NumpyModel", "PassiveREN", "SandwichLayer", "convert", "from_direct", "load",
-]
+from .models import CLASSES, NumpyModel, convert, from_direct, load
+
+__all__ = ["NumpyModel", "convert", "from_direct", "load", *_families.names()]
+
+
+def __getattr__(name: str) -> type:
+    """The model class of each registered family (:mod:`r2dn.families`), generated on first use."""
+    return CLASSES.attribute(name, __name__)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_families.names()})

@@ -9,7 +9,7 @@ import array_api_compat.numpy as xp_numpy
 import numpy as np
 
 from r2dn import checkpoint
-from r2dn._model import family_classes, from_direct as _from_direct, to_numpy
+from r2dn._model import Catalogue, from_direct as _from_direct, to_numpy
 from r2dn.config import ModelConfig
 from r2dn.init import direct_shapes, init_direct
 
@@ -42,16 +42,16 @@ class NumpyModel:
         return self._params
 
 
-_CLASSES = family_classes(NumpyModel, __name__, "float64")
-SandwichLayer = _CLASSES["SandwichLayer"]
-LBDN = _CLASSES["LBDN"]
-ContractingREN = _CLASSES["ContractingREN"]
-LipschitzREN = _CLASSES["LipschitzREN"]
-GeneralREN = _CLASSES["GeneralREN"]
-PassiveREN = _CLASSES["PassiveREN"]
-ContractingR2DN = _CLASSES["ContractingR2DN"]
-LipschitzR2DN = _CLASSES["LipschitzR2DN"]
-GeneralR2DN = _CLASSES["GeneralR2DN"]
+#: one class per registered family (``r2dn.numpy.LipschitzR2DN``, ...), generated on first use.
+CLASSES = Catalogue(NumpyModel, __name__, "float64")
+
+
+def __getattr__(name: str) -> type:
+    return CLASSES.attribute(name, __name__)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *CLASSES})
 
 
 def from_direct(config: ModelConfig, direct: Mapping[str, Any], *,
@@ -61,7 +61,7 @@ def from_direct(config: ModelConfig, direct: Mapping[str, Any], *,
     ``check_finite`` raises a ``ValueError`` naming the first parameter holding a NaN or an
     infinity.
     """
-    model = _from_direct(_CLASSES, NumpyModel, config, direct)
+    model = _from_direct(CLASSES, NumpyModel, config, direct)
     if check_finite:
         for name, value in model._direct_arrays().items():
             if not np.all(np.isfinite(value)):

@@ -17,15 +17,23 @@ theorem (:class:`Equilibrium`).
 True
 """
 
+from r2dn import families as _families
+
 from .autograd import Equilibrium, activation_slope, implicit_equilibrium
 from .gain import empirical_gain
-from .models import (LBDN, ContractingR2DN, ContractingREN, GeneralR2DN, GeneralREN,
-                     LipschitzR2DN, LipschitzREN, PassiveREN, SandwichLayer, TorchModel,
-                     check_device, convert, from_direct, load, torch_dtype)
+from .models import (CLASSES, TorchModel, check_device, convert, from_direct, load,
+                     torch_dtype)
 
 __all__ = [
-    "LBDN", "ContractingR2DN", "ContractingREN", "Equilibrium", "GeneralR2DN", "GeneralREN",
-    "LipschitzR2DN", "LipschitzREN", "PassiveREN", "SandwichLayer", "TorchModel",
-    "activation_slope", "check_device", "convert", "empirical_gain", "implicit_equilibrium",
-    "from_direct", "load", "torch_dtype",
+    "Equilibrium", "TorchModel", "activation_slope", "check_device", "convert", "empirical_gain",
+    "implicit_equilibrium", "from_direct", "load", "torch_dtype", *_families.names(),
 ]
+
+
+def __getattr__(name: str) -> type:
+    """The model class of each registered family (:mod:`r2dn.families`), generated on first use."""
+    return CLASSES.attribute(name, __name__)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_families.names()})

@@ -12,8 +12,6 @@ from typing import Any
 
 import torch
 
-from r2dn.config import FEEDFORWARD_FAMILIES
-
 from .models import torch_dtype
 
 #: floor of ||du|| in the ratio, so a collapsing perturbation cannot divide by zero.
@@ -73,7 +71,7 @@ def empirical_gain(model: Any, *, batch: int = 16, horizon: int = 20, steps: int
         z = scale * torch.randn(*shape, generator=gen, dtype=torch.float64)
         return z.to(device=device, dtype=dtype).requires_grad_(True)
 
-    if cfg.model in FEEDFORWARD_FAMILIES:
+    if not cfg.is_recurrent:
         leaves = [draw(batch, cfg.in_features), draw(batch, cfg.in_features)]
 
         def ratio(u: torch.Tensor, du: torch.Tensor) -> torch.Tensor:

@@ -22,8 +22,9 @@ import numpy as np
 import torch
 
 from r2dn import _spec, checkpoint
-from r2dn._model import dtype_name, family_classes, to_numpy
-from r2dn.config import DTYPES, FEEDFORWARD_FAMILIES, ModelConfig
+from r2dn._model import (SEQUENCE_CALL, Catalogue, dtype_name, from_direct as _from_direct,
+                         to_numpy)
+from r2dn.config import DTYPES, ModelConfig
 from r2dn.init import direct_shapes, init_direct
 
 from .backend import BACKEND, check_device  # noqa: F401 - check_device is public
@@ -108,8 +109,9 @@ class TorchModel:
     -----
     ``model.config`` reflects the parameters' current dtype: after ``model.double()`` it reports
     ``dtype="float64"`` (``eps`` keeps the value fixed at construction, as for a converted
-    model). Parameters of mixed dtypes, or a dtype other than float32 and float64, make
-    ``config`` raise a ``TypeError``. Inputs must be torch tensors of the model's dtype on the
+    model). It is derived once and again only when the parameters move (``.to()``, ``.double()``,
+    ...) or the first parameter's dtype changes. Parameters of mixed dtypes, or a dtype other than
+    float32 and float64, make ``config`` raise a ``TypeError``. Inputs must be torch tensors of the model's dtype on the
     parameters' device.
     """
 
@@ -148,7 +150,7 @@ class TorchModel:
         # (container module, leaf name) per canonical name: survives .to() and
         # torch.func.functional_call, which swap the Parameter objects but not the containers.
         self._slots = tuple(slots)
-        self._config_cache: dict[str, ModelConfig] = {config.dtype: config}
+        self._refresh_config()
 
     # -- what the mixins need ------------------------------------------------------------------
     def _direct_arrays(self) -> dict[str, torch.Tensor]:
@@ -158,20 +160,43 @@ class TorchModel:
         mod, leaf = self._slots[0]
         return getattr(mod, leaf)
 
+    def _apply(self, fn: Any, recurse: bool = True) -> Any:
+        """``nn.Module._apply`` (behind ``.to()``, ``.double()``, ``.cuda()``, ...), then the
+        config is re-derived from the parameters' new dtype."""
+        out = torch.nn.Module._apply(self, fn, recurse)
+        self._refresh_config()
+        return out
+
+    def _refresh_config(self) -> None:
+        """Derive the config from the parameters' dtypes once, and remember the first
+        parameter's dtype it was derived for (or the error that mixed or unsupported dtypes
+        give)."""
+        dtypes = {dtype_name(t) for t in self._direct_arrays().values()}
+        current: ModelConfig | str
+        if len(dtypes) != 1:
+            current = (f"{self._config.model}: parameters have mixed dtypes {sorted(dtypes)}; "
+                       "convert the whole model with .float() or .double().")
+        elif (name := next(iter(dtypes))) not in DTYPES:
+            current = (f"{self._config.model}: parameters must be float32 or float64; got "
+                       f"{name}. Use .float() or .double().")
+        else:
+            current = self._config if name == self._config.dtype else self._config.replace(dtype=name)
+        self._current_config = current
+        self._current_dtype = self._reference().dtype
+
     @property
     def config(self) -> ModelConfig:
-        """The model's :class:`~r2dn.config.ModelConfig`, its ``dtype`` the parameters' own."""
-        dtypes = {dtype_name(t) for t in self._direct_arrays().values()}
-        if len(dtypes) != 1:
-            raise TypeError(f"{self._config.model}: parameters have mixed dtypes {sorted(dtypes)}; "
-                            "convert the whole model with .float() or .double().")
-        (name,) = dtypes
-        if name not in DTYPES:
-            raise TypeError(f"{self._config.model}: parameters must be float32 or float64; got "
-                            f"{name}. Use .float() or .double().")
-        if name not in self._config_cache:
-            self._config_cache[name] = self._config.replace(dtype=name)
-        return self._config_cache[name]
+        """The model's :class:`~r2dn.config.ModelConfig`, its ``dtype`` the parameters' own.
+
+        Cached: re-derived when ``.to()``/``.double()``/... move the parameters (``_apply``), or
+        when the first parameter's dtype differs from the one it was derived for (a parameter
+        swapped by hand or by ``torch.func.functional_call``), not on every read.
+        """
+        if self._reference().dtype is not self._current_dtype:
+            self._refresh_config()
+        if isinstance(self._current_config, str):
+            raise TypeError(self._current_config)
+        return self._current_config
 
     def __repr__(self) -> str:
         try:
@@ -228,8 +253,11 @@ class TorchModel:
         """
         if _autocast_on(self._reference().device):
             x0, us = _in_dtype((x0, us), self._reference().dtype)
-        self._check_sequence(self.config, x0, us, "simulate", chunk)   # errors name `simulate`
-        return self(x0, us, chunk=chunk)
+        token = SEQUENCE_CALL.set("simulate")            # the call's errors name `simulate`
+        try:
+            return self(x0, us, chunk=chunk)
+        finally:
+            SEQUENCE_CALL.reset(token)
 
     def _run(self, c: ModelConfig, x0: Any, us: Any, **options: Any) -> tuple[Any, Any]:
         """The mixin's run, with the cell torch steps: the one compiled by :meth:`compile`, a
@@ -249,7 +277,7 @@ class TorchModel:
         options; only the thin ``forward`` frame is traced, once more for a second T, after which
         dynamo treats T as dynamic). A feed-forward model compiles its ``forward`` as usual.
         """
-        if self._config.model in FEEDFORWARD_FAMILIES:
+        if not self._config.is_recurrent:
             torch.nn.Module.compile(self, **options)
             return
         self._step = compiled_cell(**options)
@@ -277,39 +305,23 @@ def _is_sharded(direct: Mapping[str, torch.Tensor]) -> bool:
 
 
 
-def _with_device_and_dtype(cls: type) -> type:
-    """Give a generated class's constructor ``device=`` and a ``dtype=`` that takes torch dtypes."""
-    init = cls.__init__
-
-    def __init__(self, *args: Any, device: torch.device | str | None = None,
-                 dtype: Any = None, **kwargs: Any) -> None:
-        init(self, *args, dtype=dtype_argument(cls.__name__, dtype), **kwargs)
-        if device is not None:
-            self.to(device)
-
-    sig = inspect.signature(init)
-    params = list(sig.parameters.values())
-    params.append(inspect.Parameter("device", inspect.Parameter.KEYWORD_ONLY, default=None,
-                                    annotation="torch.device | str | None"))
-    __init__.__signature__ = sig.replace(parameters=params)
-    cls.__init__ = __init__
-    cls.__doc__ = (cls.__doc__ or "") + (
-        "\n\n``dtype`` may also be ``torch.float32`` or ``torch.float64``; ``device`` (a "
-        "``torch.device`` or a string such as ``'cuda:0'``) is where the parameters live.")
-    return cls
+#: one class per registered family (``r2dn.torch.LipschitzR2DN``, ...), generated on first use;
+#: constructors take ``device=`` and torch dtypes.
+CLASSES = Catalogue(
+    TorchModel, __name__, "float32", extra_bases=(torch.nn.Module,),
+    keywords=(inspect.Parameter("device", inspect.Parameter.KEYWORD_ONLY, default=None,
+                                annotation="torch.device | str | None"),),
+    dtype_argument=dtype_argument,
+    note="\n\n``dtype`` may also be ``torch.float32`` or ``torch.float64``; ``device`` (a "
+         "``torch.device`` or a string such as ``'cuda:0'``) is where the parameters live.")
 
 
-_CLASSES = {name: _with_device_and_dtype(cls) for name, cls in family_classes(
-    TorchModel, __name__, "float32", extra_bases=(torch.nn.Module,)).items()}
-SandwichLayer = _CLASSES["SandwichLayer"]
-LBDN = _CLASSES["LBDN"]
-ContractingREN = _CLASSES["ContractingREN"]
-LipschitzREN = _CLASSES["LipschitzREN"]
-GeneralREN = _CLASSES["GeneralREN"]
-PassiveREN = _CLASSES["PassiveREN"]
-ContractingR2DN = _CLASSES["ContractingR2DN"]
-LipschitzR2DN = _CLASSES["LipschitzR2DN"]
-GeneralR2DN = _CLASSES["GeneralR2DN"]
+def __getattr__(name: str) -> type:
+    return CLASSES.attribute(name, __name__)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *CLASSES})
 
 
 def from_direct(config: ModelConfig, direct: Mapping[str, Any], *,
@@ -333,11 +345,7 @@ def from_direct(config: ModelConfig, direct: Mapping[str, Any], *,
     torch.nn.Module
         An instance of the class named ``config.model``.
     """
-    if not isinstance(config, ModelConfig):
-        raise TypeError("from_direct: `config` must be a ModelConfig; got "
-                        f"{type(config).__name__}.")
-    model = object.__new__(_CLASSES[config.model])
-    TorchModel.__init__(model, config, direct, device=device)
+    model = _from_direct(CLASSES, TorchModel, config, direct, device=device)
     if check_finite:
         for name, value in model._direct_arrays().items():
             if not bool(torch.isfinite(value).all()):

@@ -11,13 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..compat import PRESETS
 from ..config import ModelConfig
 from ._xp import Array, Namespace, wide_dtype
 from .activations import Activation, activation
-from .lbdn import LBDNExplicit, SandwichExplicit, lbdn_apply, lbdn_explicit, lbdn_fuse, \
-    sandwich_apply, sandwich_explicit
-from .r2dn import R2DNExplicit, r2dn_explicit
+from .lbdn import LBDNExplicit, SandwichExplicit, lbdn_apply, lbdn_fuse, sandwich_apply
+from .r2dn import R2DNExplicit
 from .equilibrium import SubstitutionPlan, equilibrium, equilibrium_jvp, equilibrium_vjp, \
     lower_solve, python_scan, substitution_plan, tangent_system, upper_solve
 from .ren import RENExplicit, ren_explicit
@@ -27,25 +25,18 @@ __all__ = [
     "Activation", "LBDNExplicit", "R2DNExplicit", "RENExplicit", "SandwichExplicit", "activation",
     "SubstitutionPlan", "cell", "direct_to_explicit", "equilibrium", "equilibrium_jvp",
     "equilibrium_vjp", "feedforward", "flatten_explicit", "input_terms", "lower_solve",
-    "nonlinearity", "outputs", "python_scan", "simulate_loop", "substitution_plan",
-    "tangent_system", "upper_solve",
+    "nonlinearity", "outputs", "python_scan", "ren_explicit_wide", "simulate_loop",
+    "substitution_plan", "tangent_system", "upper_solve",
 ]
 
 
 def direct_to_explicit(direct: Mapping[str, Array], cfg: ModelConfig, *, xp: Namespace) -> Any:
-    """The explicit parameters of any model in the catalogue (dispatch on ``cfg.model``)."""
-    family = cfg.family
-    if family == "ren":
-        return _ren_explicit_wide(direct, cfg, xp=xp)
-    if family == "r2dn":
-        return r2dn_explicit(direct, cfg, xp=xp)
-    if family == "lbdn":
-        gamma = None if cfg.learn_gamma else cfg.gamma
-        return lbdn_explicit(direct, len(cfg.hidden) + 1, gamma, cfg.compat, xp=xp)
-    return sandwich_explicit(direct, "", PRESETS[cfg.compat], xp=xp)
+    """The explicit parameters of any model: its family's map (:attr:`r2dn.families.Family.explicit`,
+    one of the functions of this package)."""
+    return cfg.spec().explicit(direct, cfg, xp=xp)
 
 
-def _ren_explicit_wide(direct: Mapping[str, Array], cfg: ModelConfig, *, xp: Namespace) -> Any:
+def ren_explicit_wide(direct: Mapping[str, Array], cfg: ModelConfig, *, xp: Namespace) -> Any:
     """A REN's explicit map computed in float64 and cast once to the model's dtype.
 
     ``A, B1 = E^-1 [F, H32]`` with E as ill-conditioned as the parameters make it (cond 1e5 after
