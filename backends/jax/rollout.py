@@ -3,8 +3,8 @@ equilibrium's custom derivative, and the matmul precision of every model computa
 
 Every formula comes from :mod:`r2dn._spec`: the loop body is ``_spec.cell``, the input terms are
 ``_spec.input_terms`` (one product before the loop), the outputs ``_spec.outputs`` (one product
-after it), the REN equilibrium is ``_spec.equilibrium`` and its forward-mode derivative
-``_spec.equilibrium_jvp`` (JAX transposes it for reverse mode). This module only registers them
+after it), the REN equilibrium is ``_spec.equilibrium`` and its derivative the linear system
+``_spec.tangent_system``, solved by ``_spec.lower_solve`` and, transposed, ``_spec.upper_solve``. This module only registers them
 with JAX and drives the spec's loops with ``lax.scan``.
 """
 
@@ -143,8 +143,8 @@ def equilibrium_layer(activation: str | Callable[[Any], Any]) -> Callable[..., A
     (dL w + db)`` (``_spec.tangent_system``), solved by ``lax.custom_linear_solve`` with the
     spec's forward substitution (``_spec.lower_solve``) and, for its transpose, the back
     substitution (``_spec.upper_solve``). JAX transposes the tangent for reverse mode by calling
-    the back substitution itself (measured 1.7 times faster than transposing the forward
-    substitution's scan, ``benchmarks/ren_equilibrium.py``), so ``jax.grad``, ``jax.jvp``,
+    the back substitution itself, not by transposing the forward substitution's scan (which
+    took about 1.7 times as long at nv 200), so ``jax.grad``, ``jax.jvp``,
     ``jax.jacfwd`` and ``jax.hessian`` all work, and nothing differentiates the nv forward steps
     one by one. sigma' comes from the spec for the named activations and from ``jax.jvp`` for a
     user callable (which must act elementwise).
