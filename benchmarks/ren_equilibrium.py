@@ -14,12 +14,14 @@ shape (nu = nx = ny = 1, identity output, tanh, float32, batch 64):
     python benchmarks/ren_equilibrium.py                 # nv 20 and 200, JSON on stdout
     python benchmarks/ren_equilibrium.py --nv 20 50 200 --repeats 7 --out results.json
     python benchmarks/ren_equilibrium.py --quick         # a smoke run
+    python benchmarks/ren_equilibrium.py --skip ops compile --clock cpu   # CPU-time medians
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 
@@ -91,8 +93,9 @@ def jax_compile_seconds(nv: int, T: int = 128) -> float:
     return time.perf_counter() - t0
 
 
-def run_times(nv: int, T: int, repeats: int) -> dict[str, float]:
-    """Median seconds of forward and gradient rollouts, torch and JAX, alternating."""
+def run_times(nv: int, T: int, repeats: int, clock=time.perf_counter) -> dict[str, float]:
+    """Median seconds of forward and gradient rollouts, torch and JAX, alternating (``clock``:
+    wall time, or ``time.process_time``, this process's CPU time, steadier on a shared machine)."""
     import jax
     import torch
     tm, jm = torch_model(nv), jax_model(nv)
@@ -117,9 +120,9 @@ def run_times(nv: int, T: int, repeats: int) -> dict[str, float]:
         fn()
     for _ in range(repeats):
         for k, fn in fns.items():
-            t0 = time.perf_counter()
+            t0 = clock()
             fn()
-            times[k].append(time.perf_counter() - t0)
+            times[k].append(clock() - t0)
     return {k: statistics.median(v) for k, v in times.items()}
 
 
@@ -131,9 +134,15 @@ def main(argv=None) -> dict:
     parser.add_argument("--quick", action="store_true", help="nv 4 and 20, T 16, 1 repeat")
     parser.add_argument("--skip", nargs="*", default=[], choices=["ops", "compile", "times"])
     parser.add_argument("--out", help="also write the JSON here")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="run times as wall time or as this process's CPU time (steadier "
+                             "when other jobs share the machine; JAX and torch run one thread)")
     args = parser.parse_args(argv)
     if args.quick:
         args.nv, args.horizon, args.repeats = [4, 20], 16, 1
+    if args.clock == "cpu":                  # before JAX is imported: one thread, CPU time = work
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                                   + " --xla_cpu_multi_thread_eigen=false").strip()
     import torch
     torch.set_num_threads(1)
     result: dict = {"nv": args.nv, "horizon": args.horizon, **SHAPE}
@@ -146,7 +155,10 @@ def main(argv=None) -> dict:
     if "compile" not in args.skip:
         result["jax_compile_s"] = {str(nv): jax_compile_seconds(nv, args.horizon) for nv in args.nv}
     if "times" not in args.skip:
-        result["times_s"] = {str(nv): run_times(nv, args.horizon, args.repeats) for nv in args.nv}
+        clock = time.process_time if args.clock == "cpu" else time.perf_counter
+        result["clock"] = args.clock
+        result["times_s"] = {str(nv): run_times(nv, args.horizon, args.repeats, clock)
+                             for nv in args.nv}
     text = json.dumps(result, indent=1)
     print(text)
     if args.out:
