@@ -3,7 +3,8 @@
 For a case of dtype ``d`` the reference model is ``r2dn.numpy.from_direct(make_config(case,
 "float64"), direct_d)`` where ``direct_d`` are the case's parameters rounded to ``d`` (and the
 signals likewise): the same maps, the same resolved ``eps``, the same numbers the backend holds,
-evaluated in float64. A backend's error is then its own arithmetic, not the rounding of its inputs.
+evaluated in float64 (a float32 REN's map with its float32 rounding margin, :func:`model64`). A
+backend's error is then its own arithmetic, not the rounding of its inputs.
 
 The reference gradient is a float64 central difference of the reference loss (NumPy has no
 autodiff), with one Richardson step: on a few single entries (``case.fd_entries``, one per
@@ -18,6 +19,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import array_api_compat.numpy as xnp
 import numpy as np
 
 import r2dn
@@ -63,12 +65,28 @@ class Reference:
         return E.T @ np.linalg.solve(P, E)
 
 
-def evaluate64(config64: ModelConfig, direct: dict[str, np.ndarray], inputs: CaseInputs):
-    """(explicit, step, rollout, loss) of the NumPy float64 model."""
-    model = rn.from_direct(config64, direct)
+def model64(config: ModelConfig, direct: dict[str, np.ndarray]) -> Any:
+    """The float64 NumPy model of a case of ``config`` (any dtype) on the parameters ``direct``.
+
+    A REN's map builds a rounding margin relative to its dtype's epsilon into the neuron block
+    (docs/math/float32.md#a-margin-built-into-the-map): a float32 REN is a (slightly) different
+    map from a float64 one on the same parameters. The reference of a float32 REN is therefore
+    that float32 map evaluated in float64 (``_spec.ren_explicit`` with the case's config on float64
+    arrays), so an error stays the backend's arithmetic alone.
+    """
+    model = rn.from_direct(config.replace(dtype="float64"), direct)
+    if config.family == "ren" and config.dtype != "float64":
+        explicit = _spec.ren_explicit(model.direct(), config, xp=xnp)
+        model.explicit = lambda: explicit
+    return model
+
+
+def evaluate64(config: ModelConfig, direct: dict[str, np.ndarray], inputs: CaseInputs):
+    """(explicit, step, rollout, loss) of the case's float64 reference model (:func:`model64`)."""
+    model = model64(config, direct)
     e = {k: np.asarray(v, dtype=np.float64) for k, v in
          _spec.flatten_explicit(model.explicit()).items()}
-    if not config64.is_recurrent:
+    if not config.is_recurrent:
         y = model(inputs.u)
         return e, None, (None, y), float(np.sum(inputs.wy * y))
     step = model(inputs.x, inputs.u)
@@ -76,10 +94,10 @@ def evaluate64(config64: ModelConfig, direct: dict[str, np.ndarray], inputs: Cas
     return e, step, (xT, ys), float(np.sum(inputs.wy * ys) + np.sum(inputs.wx * xT))
 
 
-def loss64(config64: ModelConfig, direct: dict[str, np.ndarray], inputs: CaseInputs) -> float:
+def loss64(config: ModelConfig, direct: dict[str, np.ndarray], inputs: CaseInputs) -> float:
     """The case's loss ``sum(wy * ys) + sum(wx * x_T)`` (``sum(wy * y)``) in float64."""
-    model = rn.from_direct(config64, direct)
-    if not config64.is_recurrent:
+    model = model64(config, direct)
+    if not config.is_recurrent:
         return float(np.sum(inputs.wy * model(inputs.u)))
     xT, ys = model.simulate(inputs.x0, inputs.us)
     return float(np.sum(inputs.wy * ys) + np.sum(inputs.wx * xT))
@@ -103,14 +121,14 @@ def _richardson(f, h: float) -> tuple[float, float]:
     return (4 * d2 - d1) / 3, abs(d1 - d2)
 
 
-def finite_difference(config64, direct, inputs, entries):
+def finite_difference(config, direct, inputs, entries):
     """Richardson-extrapolated central differences of the loss; entries near a kink dropped."""
     def at(name, idx, delta):
         d = dict(direct)
         v = d[name].copy().reshape(-1)
         v[idx] += delta
         d[name] = v.reshape(d[name].shape)
-        return loss64(config64, d, inputs)
+        return loss64(config, d, inputs)
 
     raw = {}
     for name, idx in entries:
@@ -121,7 +139,7 @@ def finite_difference(config64, direct, inputs, entries):
     return fd, tuple(key for key in raw if key not in fd)
 
 
-def directional_differences(case: Case, config64, direct, inputs, n: int):
+def directional_differences(case: Case, config, direct, inputs, n: int):
     """``n`` random unit directions v over *all* parameters and d/dt loss(theta + t v) at t = 0.
 
     Catches a wrong gradient of any parameter (the per-entry differences sample only a few);
@@ -133,7 +151,7 @@ def directional_differences(case: Case, config64, direct, inputs, n: int):
         v = {k: rng.normal(size=a.shape) for k, a in direct.items()}
         norm = np.sqrt(sum(float(np.sum(a**2)) for a in v.values()))
         v = {k: a / norm for k, a in v.items()}
-        f = lambda t, v=v: loss64(config64, {k: direct[k] + t * v[k] for k in direct}, inputs)  # noqa: E731
+        f = lambda t, v=v: loss64(config, {k: direct[k] + t * v[k] for k in direct}, inputs)  # noqa: E731
         d, kink = _richardson(f, FD_STEP)
         if kink <= FD_KINK * max(1.0, abs(d)):
             out.append((v, d))
@@ -165,9 +183,9 @@ def reference(case: Case) -> Reference:
     config64 = make_config(case, "float64")
     direct = {k: _round(v, case.dtype) for k, v in case_direct(case).items()}
     inputs = CaseInputs(*(_round(a, case.dtype) for a in case_inputs(case)))
-    explicit, step, rollout, loss = evaluate64(config64, direct, inputs)
-    fd, dropped = finite_difference(config64, direct, inputs, fd_entries(case, direct))
-    directions = directional_differences(case, config64, direct, inputs, FD_DIRECTIONS)
+    explicit, step, rollout, loss = evaluate64(config, direct, inputs)
+    fd, dropped = finite_difference(config, direct, inputs, fd_entries(case, direct))
+    directions = directional_differences(case, config, direct, inputs, FD_DIRECTIONS)
     cert = r2dn.certify(rn.from_direct(config64, direct))
     bound, source = gain_bound(config, cert, direct)
     return Reference(case, config, config64, direct, inputs, explicit,
