@@ -223,7 +223,7 @@ def tangent_system(D11: Array, w: Array, slope: Array, dD11: Array, db: Array, *
     :func:`lower_solve` inverts and :func:`upper_solve` inverts transposed) and the right-hand
     side, for a framework's linear-solve primitive (``jax.lax.custom_linear_solve``).
     """
-    def matvec(y: Array) -> Array:      # tril(D11) only when called: equilibrium_jvp never is
+    def matvec(y: Array) -> Array:      # forms tril(D11) only if called (equilibrium_jvp: never)
         return y - slope * (y @ xp.tril(D11, k=-1).T)
 
     return matvec, slope * (w @ xp.tril(dD11, k=-1).T + db)
