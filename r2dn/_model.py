@@ -218,7 +218,8 @@ class RecurrentMixin(ModelMixin):
         e = self.explicit()
         act = b.activation(c.activation)
         solver = b.equilibrium(c.activation, act) if c.family == "ren" else None
-        return b.rollout(e, _spec.nonlinearity(e, act, xp=b.xp, solver=solver), x0, us, **options)
+        nonlinearity = _spec.nonlinearity(e, act, xp=b.xp, solver=solver, block=b.equilibrium_block)
+        return b.rollout(e, nonlinearity, x0, us, **options)
 
     def forward(self, x: Any, u: Any, *, chunk: int | None = None) -> tuple[Any, Any]:
         """One time step ``model(x, u)``, or a whole sequence ``model(x0, us)`` when ``u`` is 3-D.

@@ -86,6 +86,10 @@ class Backend:
         ``like`` (a tensor on its device); None for a backend without devices.
     kernels : Mapping[str, callable]
         The framework's own kernel for a named activation (same values and slopes as the spec's).
+    equilibrium_block : int
+        Most neurons per block of the REN equilibrium's substitutions
+        (:func:`r2dn._spec.substitution_plan`): a compiled loop (JAX) traces one block step of
+        this many neurons; an eager loop (torch) pays a few operator calls per block.
     """
 
     name: str
@@ -100,6 +104,7 @@ class Backend:
     adapter: Callable[[], type]
     check_device: Callable[[str, str, Any, Array], None] | None = None
     kernels: Mapping[str, Callable[[Array], Array]] = field(default_factory=dict)
+    equilibrium_block: int = _spec.BLOCK
 
     def activation(self, activation: Any) -> Activation:
         """The spec's activation of ``config.activation``, with the backend's kernel if any."""

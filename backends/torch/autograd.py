@@ -21,6 +21,7 @@ from ``torch.func.jvp`` of the activation (itself differentiable).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +29,8 @@ import array_api_compat.torch as xp_torch
 import torch
 
 from r2dn import _spec
+
+from .primitives import tri_solve
 
 
 def activation_slope(act: _spec.Activation, D11: torch.Tensor, b: torch.Tensor,
@@ -72,14 +75,15 @@ class LowerSolve(torch.autograd.Function):
 
     @staticmethod
     def forward(D11, J, s, *plan):
-        return _spec.lower_solve(D11, J, s, xp=xp_torch, plan=_spec.SubstitutionPlan(*plan))
+        return _spec.lower_solve(D11, J, s, xp=xp_torch, plan=_spec.SubstitutionPlan(*plan),
+                                 tri_solve=tri_solve)
 
     setup_context = staticmethod(_save_solve)
 
     @staticmethod
     def backward(ctx: Any, gy: torch.Tensor):
         D11, J, y = ctx.saved_tensors
-        z = UpperSolve.apply(D11, J, gy, *ctx.plan)
+        z = _upper(D11, J, gy, ctx.plan)
         # y = s + J (L y): d y = (I - J L)^-1 (ds + dJ (L y) + J (dL y))
         return (_tril((J * z).T @ y), z * (y @ _tril(D11).T), z) + _NO_PLAN_GRADS
 
@@ -91,7 +95,7 @@ class LowerSolve(torch.autograd.Function):
             rhs = rhs + dJ * (y @ _tril(D11).T)
         if dD11 is not None:
             rhs = rhs + J * (y @ _tril(dD11).T)
-        return _spec.lower_solve(D11, J, rhs, xp=xp_torch, plan=ctx.plan)
+        return _spec.lower_solve(D11, J, rhs, xp=xp_torch, plan=ctx.plan, tri_solve=tri_solve)
 
 
 class UpperSolve(torch.autograd.Function):
@@ -102,7 +106,8 @@ class UpperSolve(torch.autograd.Function):
 
     @staticmethod
     def forward(D11, J, c, *plan):
-        return _spec.upper_solve(D11, J, c, xp=xp_torch, plan=_spec.SubstitutionPlan(*plan))
+        return _spec.upper_solve(D11, J, c, xp=xp_torch, plan=_spec.SubstitutionPlan(*plan),
+                                 tri_solve=tri_solve)
 
     setup_context = staticmethod(_save_solve)
 
@@ -121,7 +126,16 @@ class UpperSolve(torch.autograd.Function):
             rhs = rhs + (dJ * z) @ _tril(D11)
         if dD11 is not None:
             rhs = rhs + (J * z) @ _tril(dD11)
-        return _spec.upper_solve(D11, J, rhs, xp=xp_torch, plan=ctx.plan)
+        return _spec.upper_solve(D11, J, rhs, xp=xp_torch, plan=ctx.plan, tri_solve=tri_solve)
+
+
+def _upper(D11: torch.Tensor, J: torch.Tensor, c: torch.Tensor,
+           plan: _spec.SubstitutionPlan) -> torch.Tensor:
+    """:class:`UpperSolve` when a backward pass records a graph (double backward), else the
+    spec's substitution itself (the same numbers, without a Function's bookkeeping per call)."""
+    if torch.is_grad_enabled():
+        return UpperSolve.apply(D11, J, c, *plan)
+    return _spec.upper_solve(D11, J, c, xp=xp_torch, plan=plan, tri_solve=tri_solve)
 
 
 def _zero_if_none(t: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
@@ -166,7 +180,7 @@ class Equilibrium(torch.autograd.Function):
     def backward(ctx: Any, gw: torch.Tensor):
         D11, b, w = ctx.saved_tensors
         slope = activation_slope(ctx.act, D11, b, w)
-        gb = slope * UpperSolve.apply(D11, slope, gw, *ctx.plan)
+        gb = slope * _upper(D11, slope, gw, ctx.plan)
         return (_tril(gb.T @ w), gb, None) + _NO_PLAN_GRADS
 
     @staticmethod
@@ -174,7 +188,14 @@ class Equilibrium(torch.autograd.Function):
         D11, b, w = ctx.saved_tensors
         slope = activation_slope(ctx.act, D11, b, w)
         return _spec.equilibrium_jvp(D11, w, slope, _zero_if_none(dD11, D11),
-                                     _zero_if_none(db, b), xp=xp_torch, plan=ctx.plan)
+                                     _zero_if_none(db, b), xp=xp_torch, plan=ctx.plan,
+                                     tri_solve=tri_solve)
+
+
+# ``Function.apply`` binds its arguments to ``forward``'s signature on every call; inspect.signature
+# rebuilds it each time unless the function carries it (about 30 us per call, once per time step).
+for _f in (LowerSolve, UpperSolve, Equilibrium):
+    _f.forward.__signature__ = inspect.signature(_f.forward)
 
 
 def implicit_equilibrium(act: _spec.Activation) -> Callable[..., torch.Tensor]:

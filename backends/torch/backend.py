@@ -61,4 +61,7 @@ BACKEND = Backend(name="torch", module="r2dn.torch", xp=xp_torch, default_dtype=
                   from_numpy=torch.tensor, asarray=_asarray, all_finite=_all_finite,
                   rollout=rollout,
                   equilibrium=_equilibrium, adapter=_adapter, check_device=_check_input,
-                  kernels={"relu": torch.relu})
+                  kernels={"relu": torch.relu},
+                  # one block up to nv = 32: fewer operator calls per block in an eager loop
+                  # (benchmarks/README.md#the-ren-equilibrium-against-the-release-before-it)
+                  equilibrium_block=32)

@@ -16,14 +16,14 @@ from ._xp import Array, Namespace, wide_dtype
 from .activations import Activation, activation
 from .lbdn import LBDNExplicit, SandwichExplicit, lbdn_apply, lbdn_fuse, sandwich_apply
 from .r2dn import R2DNExplicit
-from .equilibrium import SubstitutionPlan, equilibrium, equilibrium_jvp, equilibrium_vjp, \
+from .equilibrium import BLOCK, SubstitutionPlan, equilibrium, equilibrium_jvp, equilibrium_vjp, \
     lower_solve, python_scan, substitution_plan, tangent_system, upper_solve
 from .ren import RENExplicit, ren_explicit
 from .rollout import cell, input_terms, outputs, simulate_loop
 
 __all__ = [
     "Activation", "LBDNExplicit", "R2DNExplicit", "RENExplicit", "SandwichExplicit", "activation",
-    "SubstitutionPlan", "cell", "direct_to_explicit", "equilibrium", "equilibrium_jvp",
+    "BLOCK", "SubstitutionPlan", "cell", "direct_to_explicit", "equilibrium", "equilibrium_jvp",
     "equilibrium_vjp", "feedforward", "flatten_explicit", "input_terms", "lower_solve",
     "nonlinearity", "outputs", "python_scan", "ren_explicit_wide", "simulate_loop",
     "substitution_plan", "tangent_system", "upper_solve",
@@ -54,15 +54,17 @@ def ren_explicit_wide(direct: Mapping[str, Array], cfg: ModelConfig, *, xp: Name
 
 
 def nonlinearity(e: Any, act: Activation, *, xp: Namespace,
-                 solver: Callable[..., Array] | None = None) -> Callable[[Array], Array]:
+                 solver: Callable[..., Array] | None = None,
+                 block: int = BLOCK) -> Callable[[Array], Array]:
     """``v -> w`` of a recurrent model, prepared once per call.
 
     REN: the equilibrium ``w = sigma(D11 w + v)``, by ``solver(D11, v, plan)`` when a backend
     registers a custom-derivative version, else by forward substitution; ``plan`` (D11 cut into
-    blocks, :func:`substitution_plan`) is built once here, outside the time loop. R2DN: the fused LBDN.
+    blocks of at most ``block`` neurons, :func:`substitution_plan`) is built once here, outside
+    the time loop. R2DN: the fused LBDN.
     """
     if isinstance(e, RENExplicit):
-        plan = substitution_plan(e.D11, xp=xp)             # D11-only work, once per rollout
+        plan = substitution_plan(e.D11, xp=xp, block=block)   # D11-only work, once per rollout
         if solver is not None:
             return lambda v: solver(e.D11, v, plan)
         return lambda v: equilibrium(e.D11, v, act, xp=xp, plan=plan)

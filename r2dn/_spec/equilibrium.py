@@ -128,28 +128,29 @@ def _columns(x: Array) -> tuple[Array, ...]:
     return tuple(x[:, i:i + 1] for i in range(x.shape[1]))
 
 
-def _substitute(plan: SubstitutionPlan, offset: Array | None, inputs: tuple[Array, ...],
-                neuron: Callable[[Array, tuple[Array, ...]], Array], *, xp: Namespace,
-                scan: Scan, reverse: bool) -> Array:
-    """The blocked substitution shared by the three maps; returns the padded (batch, nvp) result.
+#: ``tri_solve(M, r, lower) -> x``: solves ``M x = r`` row by row for unit-triangular M (batch, n,
+#: n), lower or upper, whose diagonal is taken as ones and never read (the BLAS "unit" convention),
+#: r (batch, n): a framework's dense triangular solve, which the array API does not have. Given to
+#: :func:`lower_solve` / :func:`upper_solve`, it solves a whole block of their linear substitution
+#: at once instead of neuron by neuron.
+TriSolve = Callable[[Array, Array, bool], Array]
 
-    Forward (``reverse=False``): ``y_i = neuron(offset_i + (L y)_i, inputs_i)``, first neuron
-    first. Reverse: the same with ``L^T``, last neuron first. ``offset`` (or None) and ``inputs``
-    are padded (batch, nvp) arrays; ``neuron`` maps (batch, 1) columns to a (batch, 1) column.
+#: ``block(a, pieces, diag) -> columns``: one block of a substitution. ``a`` (batch, block) is
+#: what the solved blocks (and the offset) feed the block, ``pieces`` the block's slices of the
+#: other inputs, ``diag`` (block, block) the block's own rows and columns of L; returns the
+#: block's solution as a list of arrays to join along the columns.
+BlockSolve = Callable[[Array, list, Array], list]
 
-    The carry Y is the solution so far, rotated as :class:`SubstitutionPlan` describes: forward,
-    block k sits in its first ``block`` columns (still zero) and the step appends the solved block
-    after the others; reverse, block k sits last and the step puts it first.
-    """
-    K, B = plan.diag.shape[0], plan.diag.shape[1]
-    order = range(B - 1, -1, -1) if reverse else range(B)
 
-    def step(Y, blk):
-        panel, diag, *pieces = blk
-        a = Y @ panel if reverse else Y @ panel.T      # what the solved blocks feed this block
-        if offset is not None:
-            a = a + pieces[0]
-            pieces = pieces[1:]
+def _neuron_by_neuron(neuron: Callable[[Array, tuple[Array, ...]], Array],
+                      reverse: bool) -> BlockSolve:
+    """A :data:`BlockSolve` that solves the block's neurons one at a time, in order (last first
+    when ``reverse``): ``y_i = neuron(a_i + sum_j diag[i, j] y_j, inputs_i)`` over the block's
+    solved neurons j (``diag^T`` when ``reverse``)."""
+
+    def block(a: Array, pieces: list, diag: Array) -> list:
+        B = diag.shape[0]
+        order = range(B - 1, -1, -1) if reverse else range(B)
         ins = list(zip(*(_columns(x) for x in pieces))) or [()] * B
         feeds = diag if reverse else diag.T              # row i: neuron i's feed to the block
         ys = [None] * B
@@ -158,6 +159,32 @@ def _substitute(plan: SubstitutionPlan, offset: Array | None, inputs: tuple[Arra
             ys[i] = yi
             if i != order[-1]:
                 a = a + yi * feeds[i, :]
+        return ys
+
+    return block
+
+
+def _substitute(plan: SubstitutionPlan, offset: Array | None, inputs: tuple[Array, ...],
+                block: BlockSolve, *, xp: Namespace, scan: Scan, reverse: bool) -> Array:
+    """The blocked substitution shared by the three maps; returns the padded (batch, nvp) result.
+
+    Forward (``reverse=False``): block k's solution from what blocks before it feed it
+    (``offset_k + (L y)_k`` over those blocks) by ``block``; reverse: the same with ``L^T``, last
+    block first. ``offset`` (or None) and ``inputs`` are padded (batch, nvp) arrays.
+
+    The carry Y is the solution so far, rotated as :class:`SubstitutionPlan` describes: forward,
+    block k sits in its first ``block`` columns (still zero) and the step appends the solved block
+    after the others; reverse, block k sits last and the step puts it first.
+    """
+    K, B = plan.diag.shape[0], plan.diag.shape[1]
+
+    def step(Y, blk):
+        panel, diag, *pieces = blk
+        a = Y @ panel if reverse else Y @ panel.T      # what the solved blocks feed this block
+        if offset is not None:
+            a = a + pieces[0]
+            pieces = pieces[1:]
+        ys = block(a, pieces, diag)
         if reverse:
             return xp.concat(ys + [Y[:, :-B]], axis=1)
         return xp.concat([Y[:, B:]] + ys, axis=1)
@@ -166,6 +193,12 @@ def _substitute(plan: SubstitutionPlan, offset: Array | None, inputs: tuple[Arra
     panels = plan.cols if reverse else plan.rows
     sliced = tuple(_blocks(x, K, xp=xp) for x in ((offset,) if offset is not None else ()) + inputs)
     return scan(step, Y0, (panels, plan.diag) + sliced, reverse)
+
+
+def _unit_triangular(J: Array, T: Array) -> Array:
+    """``I - diag(J_r) T`` for each row r of J (batch, n), T (n, n) strictly triangular, as
+    :data:`TriSolve` reads it: (batch, n, n) off the diagonal, whose ones are implied."""
+    return -(J[:, :, None] * T)
 
 
 def equilibrium(D11: Array, b: Array, act: Activation, *, xp: Namespace,
@@ -180,36 +213,52 @@ def equilibrium(D11: Array, b: Array, act: Activation, *, xp: Namespace,
     plan = substitution_plan(D11, xp=xp) if plan is None else plan
     nv = b.shape[1]
     bp = _pad(b, plan.L.shape[0], xp=xp)
-    w = _substitute(plan, bp, (), lambda a, ins: act.fn(a), xp=xp, scan=scan, reverse=False)
+    w = _substitute(plan, bp, (), _neuron_by_neuron(lambda a, ins: act.fn(a), False),
+                    xp=xp, scan=scan, reverse=False)
     return w[:, :nv]
 
 
 def lower_solve(D11: Array, J: Array, s: Array, *, xp: Namespace,
-                plan: SubstitutionPlan | None = None, scan: Scan = python_scan) -> Array:
+                plan: SubstitutionPlan | None = None, scan: Scan = python_scan,
+                tri_solve: TriSolve | None = None) -> Array:
     """``y = (I - diag(J) L)^-1 s`` row by row, L the strict lower triangle of D11.
 
     J, s (batch, nv) -> y (batch, nv): ``y_i = s_i + J_i (L y)_i``, a forward substitution.
-    Linear in ``s``; its transpose in ``s`` is :func:`upper_solve`.
+    Linear in ``s``; its transpose in ``s`` is :func:`upper_solve`. With ``tri_solve``, each
+    block's ``(I - J_k L_kk) y_k = s_k + J_k a_k`` is one dense triangular solve per row.
     """
     plan = substitution_plan(D11, xp=xp) if plan is None else plan
     nvp, nv = plan.L.shape[0], s.shape[1]
-    y = _substitute(plan, None, (_pad(s, nvp, xp=xp), _pad(J, nvp, xp=xp)),
-                    lambda a, ins: ins[0] + ins[1] * a, xp=xp, scan=scan, reverse=False)
+    if tri_solve is None:
+        block = _neuron_by_neuron(lambda a, ins: ins[0] + ins[1] * a, False)
+    else:
+        def block(a: Array, pieces: list, diag: Array) -> list:
+            sk, Jk = pieces
+            return [tri_solve(_unit_triangular(Jk, diag), sk + Jk * a, True)]
+    y = _substitute(plan, None, (_pad(s, nvp, xp=xp), _pad(J, nvp, xp=xp)), block,
+                    xp=xp, scan=scan, reverse=False)
     return y[:, :nv]
 
 
 def upper_solve(D11: Array, J: Array, c: Array, *, xp: Namespace,
-                plan: SubstitutionPlan | None = None, scan: Scan = python_scan) -> Array:
+                plan: SubstitutionPlan | None = None, scan: Scan = python_scan,
+                tri_solve: TriSolve | None = None) -> Array:
     """``z = (I - L^T diag(J))^-1 c`` row by row: the transpose of :func:`lower_solve` in ``s``.
 
     J, c (batch, nv) -> z (batch, nv): ``z = c + L^T g`` with ``g = J z``, found by back
-    substitution on g (last neuron first), then one product.
+    substitution on g (last neuron first), then one product. With ``tri_solve``, each block's
+    ``(I - J_k L_kk^T) g_k = J_k a_k`` is one dense triangular solve per row.
     """
     plan = substitution_plan(D11, xp=xp) if plan is None else plan
     nvp, nv = plan.L.shape[0], c.shape[1]
     cp = _pad(c, nvp, xp=xp)
-    g = _substitute(plan, cp, (_pad(J, nvp, xp=xp),), lambda a, ins: ins[0] * a,
-                    xp=xp, scan=scan, reverse=True)
+    if tri_solve is None:
+        block = _neuron_by_neuron(lambda a, ins: ins[0] * a, True)
+    else:
+        def block(a: Array, pieces: list, diag: Array) -> list:
+            (Jk,) = pieces
+            return [tri_solve(_unit_triangular(Jk, diag.T), Jk * a, False)]
+    g = _substitute(plan, cp, (_pad(J, nvp, xp=xp),), block, xp=xp, scan=scan, reverse=True)
     return (cp + g @ plan.L)[:, :nv]
 
 
@@ -231,24 +280,24 @@ def tangent_system(D11: Array, w: Array, slope: Array, dD11: Array, db: Array, *
 
 def equilibrium_jvp(D11: Array, w: Array, slope: Array, dD11: Array, db: Array, *,
                     xp: Namespace, plan: SubstitutionPlan | None = None,
-                    scan: Scan = python_scan) -> Array:
+                    scan: Scan = python_scan, tri_solve: TriSolve | None = None) -> Array:
     """Forward-mode derivative of :func:`equilibrium` by the implicit-function theorem.
 
     ``dw = (I - J L)^-1 J (dL w + db)`` (:func:`tangent_system`), one :func:`lower_solve`.
     Linear in (dD11, db).
     """
     _, rhs = tangent_system(D11, w, slope, dD11, db, xp=xp)
-    return lower_solve(D11, slope, rhs, xp=xp, plan=plan, scan=scan)
+    return lower_solve(D11, slope, rhs, xp=xp, plan=plan, scan=scan, tri_solve=tri_solve)
 
 
 def equilibrium_vjp(D11: Array, w: Array, slope: Array, gw: Array, *, xp: Namespace,
-                    plan: SubstitutionPlan | None = None,
-                    scan: Scan = python_scan) -> tuple[Array, Array]:
+                    plan: SubstitutionPlan | None = None, scan: Scan = python_scan,
+                    tri_solve: TriSolve | None = None) -> tuple[Array, Array]:
     """Reverse-mode derivative of :func:`equilibrium` by the implicit-function theorem.
 
     The transpose of :func:`equilibrium_jvp`: ``g_b = J (I - L^T J)^-1 g_w`` (one
     :func:`upper_solve`) and ``g_D11 = tril(g_b^T w, -1)`` (the forward map reads only the strict
     lower triangle of D11). Returns ``(g_D11, g_b)``; D11 (nv, nv), w, slope, gw (batch, nv).
     """
-    gb = slope * upper_solve(D11, slope, gw, xp=xp, plan=plan, scan=scan)
+    gb = slope * upper_solve(D11, slope, gw, xp=xp, plan=plan, scan=scan, tri_solve=tri_solve)
     return xp.tril(gb.T @ w, k=-1), gb

@@ -1,0 +1,19 @@
+"""The torch kernels of the primitives the array API lacks, which the spec takes as arguments.
+
+:func:`tri_solve` is the spec's :data:`r2dn._spec.equilibrium.TriSolve`. This is the one module
+of the backend allowed to name a linear-algebra routine (``tests/test_spec_purity.py``): it
+holds primitives, not formulas.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def tri_solve(M: torch.Tensor, r: torch.Tensor, lower: bool) -> torch.Tensor:
+    """``M x = r`` for unit-triangular M (batch, n, n; its diagonal is not read) and r (batch, n),
+    as one batched
+    ``torch.linalg.solve_triangular``: a block of the REN's linear substitutions in a few operator
+    calls instead of a few per neuron."""
+    return torch.linalg.solve_triangular(M, r[..., None], upper=not lower,
+                                         unitriangular=True)[..., 0]
