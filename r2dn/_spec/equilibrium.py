@@ -91,6 +91,9 @@ def _block_views(L: Array, K: int, B: int, *, xp: Namespace) -> dict[str, Array]
     """``rows``, ``cols`` and ``diag`` of :class:`SubstitutionPlan`, each one gather from L with
     indices computed from shapes only, so the program does not grow with the number of blocks."""
     n = K * B
+    if K == 1:          # one block: every view is L itself (rotations by a whole turn)
+        whole = xp.reshape(L, (1, n, n))
+        return dict(rows=whole, cols=whole, diag=whole)
 
     def ar(m: int) -> Array:
         return xp.arange(m, device=_device(L))
@@ -177,6 +180,10 @@ def _substitute(plan: SubstitutionPlan, offset: Array | None, inputs: tuple[Arra
     after the others; reverse, block k sits last and the step puts it first.
     """
     K, B = plan.diag.shape[0], plan.diag.shape[1]
+    if K == 1:          # one block (a static shape): nothing solved before it feeds it, no carry
+        a = offset if offset is not None else xp.zeros_like(inputs[0])
+        ys = block(a, list(inputs), plan.diag[0, ...])
+        return ys[0] if len(ys) == 1 else xp.concat(ys, axis=1)
 
     def step(Y, blk):
         panel, diag, *pieces = blk
