@@ -116,6 +116,50 @@ def test_chunk_is_checkpointed_and_validated():
         model(x0, us[0], chunk=2)
 
 
+def _tanh_model(family):
+    return (rt.ContractingR2DN(2, 3, 4, 2, hidden=(5,), activation="tanh", dtype=F64)
+            if family == "r2dn" else rt.ContractingREN(2, 3, 4, 2, activation="tanh", dtype=F64))
+
+
+@pytest.mark.parametrize("family", ["r2dn", "ren"])
+def test_chunked_double_backward_matches_unchunked_and_central_differences(family):
+    model = _tanh_model(family)
+    x0, us = _data(T=7)                            # chunks of 3: two whole ones and a remainder
+    x0.requires_grad_(True)
+    params = [x0, *model.parameters()]
+    gen = torch.Generator().manual_seed(5)
+    v = [torch.randn(p.shape, generator=gen, dtype=F64) for p in params]
+
+    def hvp(**kw):
+        xT, ys = model.simulate(x0, us, **kw)
+        g = torch.autograd.grad((ys.sin() ** 2).sum() + (xT ** 3).sum(), params, create_graph=True)
+        return torch.autograd.grad(sum((gi * vi).sum() for gi, vi in zip(g, v)), params)
+
+    for a, b in zip(hvp(chunk=3), hvp()):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    _hvp_vs_central_differences(model, lambda: (model.simulate(x0, us, chunk=3)[1].sin() ** 2).sum())
+
+
+def test_chunk_under_torch_func_is_right_or_names_the_transform():
+    model = _r2dn()
+    x0, us = _data(T=7)
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    loss = lambda p, chunk: (functional_call(model, p, (x0, us), {"chunk": chunk})[1] ** 2).sum()
+    with pytest.raises(RuntimeError, match=r"chunk=3\) under torch\.func\.grad"):
+        torch.func.grad(loss)(params, 3)
+    uss = torch.randn(2, 7, 5, 2, dtype=F64)
+    torch.testing.assert_close(vmap(lambda u: model(x0, u, chunk=3)[1])(uss),
+                               vmap(lambda u: model(x0, u)[1])(uss), rtol=1e-12, atol=1e-12)
+    d = torch.randn_like(us)
+    _, tc = jvp(lambda u: model(x0, u, chunk=3)[1], (us,), (d,))
+    _, t = jvp(lambda u: model(x0, u)[1], (us,), (d,))
+    torch.testing.assert_close(tc, t, rtol=1e-12, atol=1e-12)
+    with torch.autograd.forward_ad.dual_level():
+        dual = torch.autograd.forward_ad.make_dual(us, d)
+        tf = torch.autograd.forward_ad.unpack_dual(model(x0, dual, chunk=3)[1]).tangent
+    torch.testing.assert_close(tf, t, rtol=1e-12, atol=1e-12)
+
+
 # -- 2. torch.func ------------------------------------------------------------------------------
 
 def test_vmap_over_rollouts_and_per_rollout_gradients():
