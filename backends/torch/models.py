@@ -29,7 +29,7 @@ from r2dn.config import DTYPES, ModelConfig
 from r2dn.init import direct_shapes, init_direct
 
 from .backend import BACKEND, check_device  # noqa: F401 - check_device is public
-from .rollout import compiled
+from .rollout import BLOCK, compiled
 
 _TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -265,27 +265,32 @@ class TorchModel:
         """The mixin's run, with the steps torch runs: those compiled by :meth:`compile`, compiled
         ones under ``torch.compile``, else the spec's eager cell (:func:`.rollout.rollout`); a
         chunked run also gets ``prepare`` (a chunk rebuilds the nonlinearity in backward)."""
-        fast = self.__dict__.get("_fast")
-        if fast is None and torch.compiler.is_compiling():
-            fast = compiled()
+        block = self.__dict__.get("_block")
+        if block is None and torch.compiler.is_compiling():
+            block = compiled()
         if options.get("chunk") is not None:
             options["prepare"] = functools.partial(self._nonlinearity, c)
-        return super()._run(c, x0, us, fast=fast, **options)
+        return super()._run(c, x0, us, block=block, **options)
 
-    def compile(self, **options: Any) -> None:
-        """Compile the model's recurrent cell with ``torch.compile(**options)``, in place.
+    def compile(self, *, steps: int | None = None, **options: Any) -> None:
+        """Compile a block of ``steps`` steps (default :data:`.rollout.BLOCK`) of the recurrent
+        loop with ``torch.compile(**options)``, in place.
 
         Unlike ``nn.Module.compile``, the module's call stays eager: the explicit matrices are
-        built once per call and the time loop runs in Python around the compiled cell, so the
+        built once per call and the time loop runs in Python, calling the compiled block once per
+        ``steps`` steps and the eager cell for the ``T mod steps`` remainder, so the
         compile time does not grow with the sequence length and a new T compiles nothing.
-        ``torch.compile(model)`` does the same for the loop (the cell is compiled with default
+        ``torch.compile(model)`` does the same for the loop (the block is compiled with default
         options; only the thin ``forward`` frame is traced, once more for a second T, after which
         dynamo treats T as dynamic). A feed-forward model compiles its ``forward`` as usual.
         """
         if not self._config.is_recurrent:
+            if steps is not None:
+                raise ValueError(f"{self._config.model}.compile: `steps` (time steps per compiled "
+                                 f"block) applies to recurrent models; got steps={steps!r}.")
             torch.nn.Module.compile(self, **options)
             return
-        self._fast = compiled(**options)
+        self._block = compiled(BLOCK if steps is None else steps, **options)
 
     @property
     def device(self) -> torch.device:

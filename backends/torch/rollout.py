@@ -5,10 +5,10 @@ This module chooses how torch runs them:
 
 * ``torch.unbind`` splits the input terms into steps (``torch.func.vmap`` has a batching rule for
   it, not for the ``moveaxis`` behind the array API's ``unstack``);
-* under ``torch.compile`` the loop stays in Python around compiled pieces of a fixed size: a block
-  of :data:`BLOCK` steps (one call, one graph, for ``BLOCK`` steps) and the single-step cell for
-  the ``T mod BLOCK`` remainder, so every sequence length reuses the same two graphs (compiling
-  the whole loop would unroll T steps and recompile for each new T);
+* under ``torch.compile`` the loop stays in Python around a compiled block of K steps (one call,
+  one graph, for K steps; :data:`BLOCK` by default), with the eager cell for the ``T mod K``
+  remainder, so every sequence length reuses the same graph (compiling the whole loop would unroll
+  T steps and recompile for each new T);
 * ``chunk=K`` runs each K-step piece as one :class:`Chunk` autograd node: the forward pass keeps
   only the chunk's first state, the backward pass recomputes the chunk and differentiates it
   (docs/guides/torch.md#long-sequences-chunk).
@@ -28,52 +28,49 @@ from torch.utils.checkpoint import checkpoint
 
 from r2dn import _spec
 
-#: steps per compiled block (a compiled call costs a fixed overhead: guards, the autograd wrapper,
-#: buffer allocation; a block pays it once per BLOCK steps; benchmarks/torch_compile.py)
+#: default steps per compiled block (a compiled call costs a fixed overhead: guards, the autograd
+#: wrapper, buffer allocation; a block pays it once per K steps; benchmarks/torch_compile.py)
 BLOCK = 8
 
 
-class Compiled(NamedTuple):
-    """The compiled pieces of a rollout: ``cell`` (one step, drop-in for :func:`r2dn._spec.cell`)
-    and ``block`` (``steps`` steps: ``block(e, nonlinearity, x, us) -> (x_next, ys)``)."""
+class Block(NamedTuple):
+    """A compiled ``fn(e, nonlinearity, x, us) -> (x_next, ys)`` for ``us`` of ``steps`` steps."""
 
-    cell: Callable[..., Any]
-    block: Callable[..., Any]
+    fn: Callable[..., Any]
     steps: int
 
 
-_COMPILED: dict[str, Compiled] = {}
+_COMPILED: dict[str, Block] = {}
 
 
-def _block(e: Any, nonlinearity: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+def _steps(e: Any, nonlinearity: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
            us: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The spec's loop over a fixed number of steps (compiled, it is one graph of that many)."""
     return _spec.simulate_loop(e, nonlinearity, x, us, xp=xp_torch, unstack=torch.unbind)
 
 
-def compiled(**options: Any) -> Compiled:
-    """The cell and a :data:`BLOCK`-step block under ``torch.compile(**options)``, one pair per
+def compiled(steps: int = BLOCK, **options: Any) -> Block:
+    """The loop over ``steps`` steps under ``torch.compile(**options)``, one per ``steps`` and
     options (dynamo caches its graphs per input shape and ``requires_grad``, never per T)."""
-    key = repr(sorted(options.items()))
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"compile: `steps` (time steps per compiled block) must be a positive "
+                         f"integer; got steps={steps!r}.")
+    key = repr((steps, sorted(options.items())))
     if key not in _COMPILED:
-        _COMPILED[key] = Compiled(torch.compile(_spec.cell, **options),
-                                  torch.compile(_block, **options), BLOCK)
+        _COMPILED[key] = Block(torch.compile(_steps, **options), steps)
     return _COMPILED[key]
 
 
 def _loop(e: Any, nonlinearity: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
-          us: torch.Tensor, fast: Compiled | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(x_T, ys)`` of the spec's loop: eager, or compiled blocks then compiled cells."""
-    if fast is None:
-        return _spec.simulate_loop(e, nonlinearity, x, us, xp=xp_torch, unstack=torch.unbind)
-    whole = us.shape[0] - us.shape[0] % fast.steps
+          us: torch.Tensor, block: Block | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x_T, ys)`` of the spec's loop: eager, or compiled blocks then the eager remainder."""
+    whole = 0 if block is None else us.shape[0] - us.shape[0] % block.steps
     ys = []
-    for part in torch.split(us[:whole], fast.steps) if whole else ():
-        x, y = fast.block(e, nonlinearity, x, part)
+    for part in torch.split(us[:whole], block.steps) if whole else ():
+        x, y = block.fn(e, nonlinearity, x, part)
         ys.append(y)
     if whole < us.shape[0]:
-        x, y = _spec.simulate_loop(e, nonlinearity, x, us[whole:], xp=xp_torch, step=fast.cell,
-                                   unstack=torch.unbind)
+        x, y = _steps(e, nonlinearity, x, us[whole:])
         ys.append(y)
     return x, ys[0] if len(ys) == 1 else torch.cat(ys)
 
@@ -138,7 +135,7 @@ def _transforms() -> list[str]:
 
 @torch.compiler.disable
 def rollout(e: Any, nonlinearity: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor,
-            us: torch.Tensor, *, chunk: int | None = None, fast: Compiled | None = None,
+            us: torch.Tensor, *, chunk: int | None = None, block: Block | None = None,
             prepare: Callable[[Any], Callable[[torch.Tensor], torch.Tensor]] | None = None,
             ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(x_T (batch, nx), ys (T, batch, ny))`` of the spec's loop, run the torch way.
@@ -151,8 +148,8 @@ def rollout(e: Any, nonlinearity: Callable[[torch.Tensor], torch.Tensor], x0: to
     us : torch.Tensor (T, batch, nu)
     chunk : int, optional
         Steps per recomputed chunk (:class:`Chunk`; ``None``: one ordinary autograd graph).
-    fast : Compiled, optional
-        Compiled blocks and cell (:func:`compiled`) instead of the eager spec's cell.
+    block : callable, optional
+        A compiled block of steps (:func:`compiled`) for the loop's whole blocks.
     prepare : callable, optional
         ``e -> nonlinearity``, which a chunk needs to rebuild the map from its own inputs in the
         backward pass (required with ``chunk``).
@@ -166,18 +163,18 @@ def rollout(e: Any, nonlinearity: Callable[[torch.Tensor], torch.Tensor], x0: to
     Notes
     -----
     Excluded from ``torch.compile`` tracing (a graph break): the loop runs eagerly around the
-    compiled pieces, so a new T neither unrolls nor recompiles anything. Under ``torch.func.vmap``
+    compiled block, so a new T neither unrolls nor recompiles anything. Under ``torch.func.vmap``
     or ``jvp`` and under forward-mode AD, chunks are ``torch.utils.checkpoint`` pieces instead
     (right numbers; the memory saving is only :class:`Chunk`'s).
     """
-    if fast is not None and e.A.requires_grad and not x0.requires_grad:
+    if block is not None and e.A.requires_grad and not x0.requires_grad:
         # the compiled graphs depend on whether `x` requires grad: a detached copy of a constant
         # x0 that does makes the first step use the later steps' graphs (one compilation)
         x0 = x0.detach().requires_grad_(True)
 
     def run(e: Any, nonlinearity: Callable[..., Any], x: torch.Tensor,
             part: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return _loop(e, nonlinearity, x, part, fast)
+        return _loop(e, nonlinearity, x, part, block)
 
     if chunk is None or chunk >= us.shape[0]:
         return run(e, nonlinearity, x0, us)
