@@ -292,11 +292,12 @@ def test_compiled_cell_does_not_recompile_for_a_new_horizon(monkeypatch):
     torch.manual_seed(0)
     model = rt.ContractingR2DN(2, 3, 4, 2, hidden=(5,), dtype="float64")
     eager = rt.ContractingR2DN(2, 3, 4, 2, hidden=(5,), dtype="float64")
-    model.compile(backend="aot_eager")              # dynamo's guards; no C++ code generation
+    # blocks of 4 steps: dynamo's guards, no C++ code generation
+    model.compile(backend="aot_eager", steps=4)
     x0 = model.init_state(3)
     torch._dynamo.reset()
     monkeypatch.setattr(torch._dynamo.config, "error_on_recompile", True)
-    for T in (5, 9, 2):                             # compiled once, at T = 5
+    for T in (5, 9, 2):                 # compiled once, at T = 5; remainders and T = 2 run eagerly
         us = torch.randn(T, 3, 2, dtype=torch.float64)
         model.zero_grad(), eager.zero_grad()
         _, ys = model(x0, us)
@@ -305,6 +306,14 @@ def test_compiled_cell_does_not_recompile_for_a_new_horizon(monkeypatch):
         ys.square().sum().backward(), ye.square().sum().backward()
         for p, q in zip(model.parameters(), eager.parameters()):
             torch.testing.assert_close(p.grad, q.grad, rtol=1e-12, atol=1e-12)
+
+
+def test_compile_steps_is_validated():
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match=r"`steps` \(time steps per compiled block\)"):
+            _r2dn().compile(steps=bad)
+    with pytest.raises(ValueError, match=r"LBDN\.compile: `steps`.*applies to recurrent models"):
+        rt.LBDN(3, (5,), 2).compile(steps=4)
 
 
 # -- 6. device= and dtype= ----------------------------------------------------------------------
