@@ -1,7 +1,7 @@
 """torch.compile of an r2dn model: compile time and the compiled gradient against eager.
 
 The F-16 R2DN (nu 2, nx 75, nv 75, LBDN 3 x 87 relu, ny 3, batch 4, horizon 256, float32) is
-compiled with ``model.compile()``, which compiles a block of K steps (8 unless ``--steps``; not T
+compiled with ``model.compile()``, which compiles a block of K steps (4 unless ``--steps``; not T
 unrolled steps; the ``T mod K`` remainder runs eagerly). Reports
 
 * the first gradient call of the eager and of the compiled model, and ``compile``: the first

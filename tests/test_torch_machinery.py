@@ -75,8 +75,8 @@ def test_forward_hooks_see_the_sequence():
 def test_chunked_rollout_has_the_same_outputs_and_gradients(make, chunk):
     model = make()
     x0, us = _data(T=10)
-    x0.requires_grad_(True)
-    params = [x0, *model.parameters()]
+    x0.requires_grad_(True), us.requires_grad_(True)
+    params = [x0, us, *model.parameters()]
 
     def run(**kw):
         xT, ys = model.simulate(x0, us, **kw)

@@ -30,7 +30,7 @@ from r2dn import _spec
 
 #: default steps per compiled block (a compiled call costs a fixed overhead: guards, the autograd
 #: wrapper, buffer allocation; a block pays it once per K steps; benchmarks/torch_compile.py)
-BLOCK = 8
+BLOCK = 4
 
 
 class Block(NamedTuple):
