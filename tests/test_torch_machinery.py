@@ -140,6 +140,20 @@ def test_chunked_double_backward_matches_unchunked_and_central_differences(famil
     _hvp_vs_central_differences(model, lambda: (model.simulate(x0, us, chunk=3)[1].sin() ** 2).sum())
 
 
+def test_chunked_backward_inside_autocast_recomputes_in_the_models_dtype():
+    model = rt.ContractingR2DN(2, 3, 4, 2, hidden=(5,))
+    x0, us = (t.float().requires_grad_(True) for t in _data(T=7))
+
+    def grads(region, **kw):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=region):
+            ys = model(x0, us, **kw)[1]
+            return torch.autograd.grad(ys.square().sum(), (x0, us))    # backward inside too
+
+    # the inputs' gradients stay inside the chunks (no parameter-map backward involved)
+    for a, b in zip(grads(True, chunk=3), grads(False)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
 def test_chunk_under_torch_func_is_right_or_names_the_transform():
     model = _r2dn()
     x0, us = _data(T=7)

@@ -16,6 +16,7 @@ This module chooses how torch runs them:
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -83,7 +84,9 @@ class Chunk(torch.autograd.Function):
     the explicit parameters (:func:`_flatten`) and ``prepare(e)`` their nonlinearity. Forward runs without
     recording and saves only its inputs (the chunk's first state, its inputs and the explicit
     parameters, shared by every chunk). Backward rebuilds the nonlinearity from aliases of the
-    saved inputs, recomputes the chunk and calls ``torch.autograd.grad``. With ``create_graph``
+    saved inputs, recomputes the chunk and calls ``torch.autograd.grad``, both under the forward
+    pass's autocast state (off: the models compute in their own dtype), also when the backward
+    pass runs inside a ``torch.autocast`` region. With ``create_graph``
     the aliases are views of the inputs (so the gradient stays a function of them and double
     backward is right); otherwise detached leaves (nothing outside the chunk is traversed).
     """
@@ -93,6 +96,7 @@ class Chunk(torch.autograd.Function):
                 rebuild: Callable[[list], Any], x: torch.Tensor, us: torch.Tensor,
                 *leaves: torch.Tensor) -> Any:
         ctx.run, ctx.prepare, ctx.rebuild = run, prepare, rebuild
+        ctx.autocast = _autocast_state(x.device)
         ctx.save_for_backward(x, us, *leaves)
         e = rebuild(list(leaves))
         return run(e, prepare(e), x, us)
@@ -103,13 +107,23 @@ class Chunk(torch.autograd.Function):
         needs = ctx.needs_input_grad[3:]
         inputs = [(t.view_as(t) if higher else t.detach().requires_grad_(True)) if need
                   else t.detach() for t, need in zip(ctx.saved_tensors, needs)]
-        with torch.enable_grad():
-            e = ctx.rebuild(inputs[2:])
-            outputs = ctx.run(e, ctx.prepare(e), inputs[0], inputs[1])
-        wanted = [t for t, need in zip(inputs, needs) if need]
-        grads = iter(torch.autograd.grad(outputs, wanted, cotangents, create_graph=higher,
-                                         allow_unused=True))
+        with contextlib.ExitStack() as stack:
+            for kind, enabled, dtype in ctx.autocast:     # as in the forward pass
+                stack.enter_context(torch.autocast(kind, dtype=dtype, enabled=enabled))
+            with torch.enable_grad():
+                e = ctx.rebuild(inputs[2:])
+                outputs = ctx.run(e, ctx.prepare(e), inputs[0], inputs[1])
+            wanted = [t for t, need in zip(inputs, needs) if need]
+            grads = iter(torch.autograd.grad(outputs, wanted, cotangents, create_graph=higher,
+                                             allow_unused=True))
         return (None, None, None, *(next(grads) if need else None for need in needs))
+
+
+def _autocast_state(device: torch.device) -> list[tuple[str, bool, torch.dtype]]:
+    """``(device type, enabled, dtype)`` of autocast for the CPU and ``device``'s type, which a
+    chunk's backward pass restores to recompute what its forward pass computed."""
+    kinds = dict.fromkeys(k for k in ("cpu", device.type) if torch.amp.is_autocast_available(k))
+    return [(k, torch.is_autocast_enabled(k), torch.get_autocast_dtype(k)) for k in kinds]
 
 
 def _flatten(e: Any) -> tuple[list[torch.Tensor], Callable[[list], Any]]:
