@@ -81,14 +81,15 @@ class Chunk(torch.autograd.Function):
 
     ``Chunk.apply(run, prepare, rebuild, x, us, *leaves)``: ``run(e, nonlinearity, x, us) ->
     (x_next, ys)`` is the loop, ``leaves`` the explicit parameters' tensors, ``rebuild(leaves)``
-    the explicit parameters (:func:`_flatten`) and ``prepare(e)`` their nonlinearity. Forward runs without
-    recording and saves only its inputs (the chunk's first state, its inputs and the explicit
-    parameters, shared by every chunk). Backward rebuilds the nonlinearity from aliases of the
-    saved inputs, recomputes the chunk and calls ``torch.autograd.grad``, both under the forward
-    pass's autocast state (off: the models compute in their own dtype), also when the backward
-    pass runs inside a ``torch.autocast`` region. With ``create_graph``
-    the aliases are views of the inputs (so the gradient stays a function of them and double
-    backward is right); otherwise detached leaves (nothing outside the chunk is traversed).
+    the explicit parameters (:func:`_flatten`) and ``prepare(e)`` their nonlinearity.
+
+    Forward runs without recording and saves only its inputs (the chunk's first state, its inputs
+    and the explicit parameters, shared by every chunk). Backward rebuilds the nonlinearity from
+    aliases of the saved inputs, recomputes the chunk and calls ``torch.autograd.grad``, both
+    under the forward pass's autocast state (off: the models compute in their own dtype), also
+    when the backward pass runs inside a ``torch.autocast`` region. With ``create_graph`` the
+    aliases are views of the inputs (so the gradient stays a function of them and double backward
+    is right); otherwise detached leaves (nothing outside the chunk is traversed).
     """
 
     @staticmethod
