@@ -11,8 +11,8 @@ unrolled steps; the ``T mod K`` remainder runs eagerly). Reports
   wall-clock and as CPU time of this process and the C++ compiler runs it started (the machine
   may be shared: the CPU time does not count waiting for a core), with the load average;
 * what dynamo made: graphs, graph breaks and recompilations (``torch._dynamo.utils.counters``);
-* that a new horizon, with a remainder, compiles nothing (``torch._dynamo.config.error_on_recompile``
-  and the graph count);
+* that a new horizon, with a remainder, compiles nothing
+  (``torch._dynamo.config.error_on_recompile`` and the graph count);
 * the median time of the gradient of ``mean(y^2)`` through the whole sequence, eager and compiled
   called alternately, and their ratio (> 1: the compiled gradient is faster).
 

@@ -137,7 +137,8 @@ def test_chunked_double_backward_matches_unchunked_and_central_differences(famil
 
     for a, b in zip(hvp(chunk=3), hvp()):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
-    _hvp_vs_central_differences(model, lambda: (model.simulate(x0, us, chunk=3)[1].sin() ** 2).sum())
+    _hvp_vs_central_differences(model,
+                                lambda: (model.simulate(x0, us, chunk=3)[1].sin() ** 2).sum())
 
 
 def test_chunked_backward_inside_autocast_recomputes_in_the_models_dtype():
