@@ -1,7 +1,8 @@
 """torch.compile of an r2dn model: compile time and the compiled gradient against eager.
 
 The F-16 R2DN (nu 2, nx 75, nv 75, LBDN 3 x 87 relu, ny 3, batch 4, horizon 256, float32) is
-compiled with ``model.compile()``, which compiles the recurrent cell (not T unrolled steps). Reports
+compiled with ``model.compile()``, which compiles a block of K steps (4 unless ``--steps``; not T
+unrolled steps; the ``T mod K`` remainder runs eagerly). Reports
 
 * the first gradient call of the eager and of the compiled model, and ``compile``: the first
   compiled call minus the median compiled call, i.e. what tracing and code generation add.
@@ -10,7 +11,8 @@ compiled with ``model.compile()``, which compiles the recurrent cell (not T unro
   wall-clock and as CPU time of this process and the C++ compiler runs it started (the machine
   may be shared: the CPU time does not count waiting for a core), with the load average;
 * what dynamo made: graphs, graph breaks and recompilations (``torch._dynamo.utils.counters``);
-* that a new horizon compiles nothing (``torch._dynamo.config.error_on_recompile``);
+* that a new horizon, with a remainder, compiles nothing
+  (``torch._dynamo.config.error_on_recompile`` and the graph count);
 * the median time of the gradient of ``mean(y^2)`` through the whole sequence, eager and compiled
   called alternately, and their ratio (> 1: the compiled gradient is faster).
 
@@ -64,6 +66,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--batch", type=int, help="batch size (default: the F-16 run's 4)")
     parser.add_argument("--options", default="{}", help="torch.compile options, as JSON")
+    parser.add_argument("--steps", type=int, help="steps per compiled block (default: the "
+                        "library's, r2dn.torch.rollout.BLOCK)")
     parser.add_argument("--warm-cache", action="store_true",
                         help="let inductor reuse its on-disk caches from earlier runs")
     args = parser.parse_args()
@@ -78,32 +82,38 @@ def main() -> None:
     make = lambda: rt.ContractingR2DN(s["nu"], s["nx"], s["nv"], s["ny"], hidden=s["hidden"],
                                       activation="relu", seed=0)
     eager, compiled = make(), make()
-    compiled.compile(**json.loads(args.options))
+    compiled.compile(steps=args.steps, **json.loads(args.options))
     x0 = eager.init_state(s["batch"])
     us = torch.randn(s["T"], s["batch"], s["nu"])
     print(f"sizes: {s}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
-          f"compile options {args.options}; on-disk caches {'on' if args.warm_cache else 'off'}")
+          f"compile options {args.options}, steps per block {args.steps or 'default'}; "
+          f"on-disk caches {'on' if args.warm_cache else 'off'}")
     print(f"before: {load()}")
 
     eager_first = gradient(eager, x0, us)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     first = gradient(compiled, x0, us)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    compiler = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
     print(f"after the first calls: {load()}")
     torch._dynamo.config.error_on_recompile = True
-    gradient(compiled, x0, us[: s["T"] // 2])          # a new horizon: raises if it recompiles
+    graphs = counters["stats"]["unique_graphs"]
+    gradient(compiled, x0, us[: s["T"] // 2 + 3])      # a new horizon: raises if it recompiles
+    assert counters["stats"]["unique_graphs"] == graphs, "a new horizon made a new graph"
     times: dict[str, list[tuple[float, float]]] = {"eager": [], "compiled": []}
     for _ in range(args.repeats):
         times["eager"].append(gradient(eager, x0, us))
         times["compiled"].append(gradient(compiled, x0, us))
     med = {k: tuple(statistics.median(t[i] for t in v) for i in (0, 1)) for k, v in times.items()}
-    graphs = counters["stats"]["unique_graphs"]
     breaks = sum(counters["graph_break"].values())
     recompiles = counters["recompiles"] if "recompiles" in counters else {}
     print(f"first eager gradient: {eager_first[0]:.2f} s wall, {eager_first[1]:.2f} s CPU")
     print(f"first compiled gradient: {first[0]:.2f} s wall, {first[1]:.2f} s CPU")
     print(f"compile (first compiled - median compiled): {first[0] - med['compiled'][0]:.1f} s wall, "
-          f"{first[1] - med['compiled'][1]:.1f} s CPU")
+          f"{first[1] - med['compiled'][1]:.1f} s CPU, of which the C++ compiler's processes "
+          f"{compiler:.1f} s")
     print(f"dynamo: {graphs} graph(s), {breaks} graph break(s), "
-          f"{sum(recompiles.values())} recompilation(s); new horizon T={s['T'] // 2}: none")
+          f"{sum(recompiles.values())} recompilation(s); new horizon T={s['T'] // 2 + 3}: none")
     for i, kind in enumerate(("wall", "CPU")):
         e, c = med["eager"][i], med["compiled"][i]
         print(f"gradient median over {args.repeats} ({kind}): eager {e * 1e3:.1f} ms, compiled "

@@ -18,12 +18,13 @@ import sys
 import time
 
 
-def measure(steps: int, chunk: int | None) -> dict:
+def measure(steps: int, chunk: int | None, threads: int) -> dict:
     """Run in this process: peak RSS growth (MB) and seconds of one gradient."""
     import torch
 
     import r2dn.torch as rt
 
+    torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = rt.ContractingR2DN(2, 16, 32, 2, hidden=(64, 64), seed=0)
     x0 = model.init_state(32)
@@ -44,16 +45,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20_000)
     parser.add_argument("--chunk", type=int, default=500)
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
         chunk = None if args.child == "none" else int(args.child)
-        print(json.dumps(measure(args.steps, chunk)))
+        print(json.dumps(measure(args.steps, chunk, args.threads)))
         return
     rows = []
     for chunk in ("none", str(args.chunk)):
         out = subprocess.run([sys.executable, __file__, "--steps", str(args.steps),
-                              "--child", chunk], capture_output=True, text=True, check=True)
+                              "--threads", str(args.threads), "--child", chunk], capture_output=True, text=True, check=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(rows[-1])
     print(f"chunk={args.chunk}: {rows[1]['rss_growth_mb'] / rows[0]['rss_growth_mb']:.3f} of the "

@@ -214,12 +214,16 @@ class RecurrentMixin(ModelMixin):
     def _run(self, c: ModelConfig, x0: Any, us: Any, **options: Any) -> tuple[Any, Any]:
         """Build the explicit matrices and the nonlinearity once, then hand the whole sequence to
         the backend's time loop (the one crossing into the backend per call)."""
-        b = self._backend
         e = self.explicit()
+        return self._backend.rollout(e, self._nonlinearity(c, e), x0, us, **options)
+
+    def _nonlinearity(self, c: ModelConfig, e: Any) -> Any:
+        """``v -> w`` of the explicit parameters ``e`` (:func:`r2dn._spec.nonlinearity` with the
+        backend's activation and, for a REN, its equilibrium solver)."""
+        b = self._backend
         act = b.activation(c.activation)
         solver = b.equilibrium(c.activation, act) if c.family == "ren" else None
-        nonlinearity = _spec.nonlinearity(e, act, xp=b.xp, solver=solver, block=b.equilibrium_block)
-        return b.rollout(e, nonlinearity, x0, us, **options)
+        return _spec.nonlinearity(e, act, xp=b.xp, solver=solver, block=b.equilibrium_block)
 
     def forward(self, x: Any, u: Any, *, chunk: int | None = None) -> tuple[Any, Any]:
         """One time step ``model(x, u)``, or a whole sequence ``model(x0, us)`` when ``u`` is 3-D.

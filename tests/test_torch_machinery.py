@@ -75,8 +75,8 @@ def test_forward_hooks_see_the_sequence():
 def test_chunked_rollout_has_the_same_outputs_and_gradients(make, chunk):
     model = make()
     x0, us = _data(T=10)
-    x0.requires_grad_(True)
-    params = [x0, *model.parameters()]
+    x0.requires_grad_(True), us.requires_grad_(True)
+    params = [x0, us, *model.parameters()]
 
     def run(**kw):
         xT, ys = model.simulate(x0, us, **kw)
@@ -114,6 +114,65 @@ def test_chunk_is_checkpointed_and_validated():
             model.simulate(x0, us, chunk=bad)
     with pytest.raises(ValueError, match=r"`chunk` applies to a sequence"):
         model(x0, us[0], chunk=2)
+
+
+def _tanh_model(family):
+    return (rt.ContractingR2DN(2, 3, 4, 2, hidden=(5,), activation="tanh", dtype=F64)
+            if family == "r2dn" else rt.ContractingREN(2, 3, 4, 2, activation="tanh", dtype=F64))
+
+
+@pytest.mark.parametrize("family", ["r2dn", "ren"])
+def test_chunked_double_backward_matches_unchunked_and_central_differences(family):
+    model = _tanh_model(family)
+    x0, us = _data(T=7)                            # chunks of 3: two whole ones and a remainder
+    x0.requires_grad_(True)
+    params = [x0, *model.parameters()]
+    gen = torch.Generator().manual_seed(5)
+    v = [torch.randn(p.shape, generator=gen, dtype=F64) for p in params]
+
+    def hvp(**kw):
+        xT, ys = model.simulate(x0, us, **kw)
+        g = torch.autograd.grad((ys.sin() ** 2).sum() + (xT ** 3).sum(), params, create_graph=True)
+        return torch.autograd.grad(sum((gi * vi).sum() for gi, vi in zip(g, v)), params)
+
+    for a, b in zip(hvp(chunk=3), hvp()):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    _hvp_vs_central_differences(model,
+                                lambda: (model.simulate(x0, us, chunk=3)[1].sin() ** 2).sum())
+
+
+def test_chunked_backward_inside_autocast_recomputes_in_the_models_dtype():
+    model = rt.ContractingR2DN(2, 3, 4, 2, hidden=(5,))
+    x0, us = (t.float().requires_grad_(True) for t in _data(T=7))
+
+    def grads(region, **kw):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=region):
+            ys = model(x0, us, **kw)[1]
+            return torch.autograd.grad(ys.square().sum(), (x0, us))    # backward inside too
+
+    # the inputs' gradients stay inside the chunks (no parameter-map backward involved)
+    for a, b in zip(grads(True, chunk=3), grads(False)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_chunk_under_torch_func_is_right_or_names_the_transform():
+    model = _r2dn()
+    x0, us = _data(T=7)
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    loss = lambda p, chunk: (functional_call(model, p, (x0, us), {"chunk": chunk})[1] ** 2).sum()
+    with pytest.raises(RuntimeError, match=r"chunk=3\) under torch\.func\.grad"):
+        torch.func.grad(loss)(params, 3)
+    uss = torch.randn(2, 7, 5, 2, dtype=F64)
+    torch.testing.assert_close(vmap(lambda u: model(x0, u, chunk=3)[1])(uss),
+                               vmap(lambda u: model(x0, u)[1])(uss), rtol=1e-12, atol=1e-12)
+    d = torch.randn_like(us)
+    _, tc = jvp(lambda u: model(x0, u, chunk=3)[1], (us,), (d,))
+    _, t = jvp(lambda u: model(x0, u)[1], (us,), (d,))
+    torch.testing.assert_close(tc, t, rtol=1e-12, atol=1e-12)
+    with torch.autograd.forward_ad.dual_level():
+        dual = torch.autograd.forward_ad.make_dual(us, d)
+        tf = torch.autograd.forward_ad.unpack_dual(model(x0, dual, chunk=3)[1]).tangent
+    torch.testing.assert_close(tf, t, rtol=1e-12, atol=1e-12)
 
 
 # -- 2. torch.func ------------------------------------------------------------------------------
@@ -248,11 +307,12 @@ def test_compiled_cell_does_not_recompile_for_a_new_horizon(monkeypatch):
     torch.manual_seed(0)
     model = rt.ContractingR2DN(2, 3, 4, 2, hidden=(5,), dtype="float64")
     eager = rt.ContractingR2DN(2, 3, 4, 2, hidden=(5,), dtype="float64")
-    model.compile(backend="aot_eager")              # dynamo's guards; no C++ code generation
+    # blocks of 4 steps: dynamo's guards, no C++ code generation
+    model.compile(backend="aot_eager", steps=4)
     x0 = model.init_state(3)
     torch._dynamo.reset()
     monkeypatch.setattr(torch._dynamo.config, "error_on_recompile", True)
-    for T in (5, 9, 2):                             # compiled once, at T = 5
+    for T in (5, 9, 2):                 # compiled once, at T = 5; remainders and T = 2 run eagerly
         us = torch.randn(T, 3, 2, dtype=torch.float64)
         model.zero_grad(), eager.zero_grad()
         _, ys = model(x0, us)
@@ -261,6 +321,14 @@ def test_compiled_cell_does_not_recompile_for_a_new_horizon(monkeypatch):
         ys.square().sum().backward(), ye.square().sum().backward()
         for p, q in zip(model.parameters(), eager.parameters()):
             torch.testing.assert_close(p.grad, q.grad, rtol=1e-12, atol=1e-12)
+
+
+def test_compile_steps_is_validated():
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match=r"`steps` \(time steps per compiled block\)"):
+            _r2dn().compile(steps=bad)
+    with pytest.raises(ValueError, match=r"LBDN\.compile: `steps`.*applies to recurrent models"):
+        rt.LBDN(3, (5,), 2).compile(steps=4)
 
 
 # -- 6. device= and dtype= ----------------------------------------------------------------------

@@ -13,6 +13,7 @@ container modules ``network`` -> ``layers`` -> ``0`` (a parameter name cannot ho
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -21,14 +22,14 @@ import array_api_compat.torch as xp_torch
 import numpy as np
 import torch
 
-from r2dn import _spec, checkpoint
+from r2dn import checkpoint
 from r2dn._model import (SEQUENCE_CALL, Catalogue, dtype_name, from_direct as _from_direct,
                          to_numpy)
 from r2dn.config import DTYPES, ModelConfig
 from r2dn.init import direct_shapes, init_direct
 
 from .backend import BACKEND, check_device  # noqa: F401 - check_device is public
-from .rollout import compiled_cell
+from .rollout import BLOCK, compiled
 
 _TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -247,9 +248,10 @@ class TorchModel:
         FSDP2's parameter gathering run). Under DDP call the wrapper, ``ddp(x0, us)``: a method
         of ``ddp.module`` bypasses DDP's gradient synchronisation.
 
-        ``chunk=K`` runs the rollout in chunks of K steps with activation checkpointing
-        (``torch.utils.checkpoint``, non-reentrant): the same outputs and gradients, with
-        memory for T/K states plus one chunk's activations instead of T steps' activations.
+        ``chunk=K`` runs the rollout in chunks of K steps, each one autograd node that keeps its
+        first state and recomputes itself in the backward pass: the same outputs and gradients
+        (double backward included), with memory for T/K states plus one chunk's activations
+        instead of T steps' activations (docs/guides/torch.md#long-sequences-chunk).
         """
         if _autocast_on(self._reference().device):
             x0, us = _in_dtype((x0, us), self._reference().dtype)
@@ -260,27 +262,35 @@ class TorchModel:
             SEQUENCE_CALL.reset(token)
 
     def _run(self, c: ModelConfig, x0: Any, us: Any, **options: Any) -> tuple[Any, Any]:
-        """The mixin's run, with the cell torch steps: the one compiled by :meth:`compile`, a
-        compiled one under ``torch.compile``, else the spec's (:func:`.rollout.rollout`)."""
-        step = self.__dict__.get("_step")
-        if step is None:
-            step = compiled_cell() if torch.compiler.is_compiling() else _spec.cell
-        return super()._run(c, x0, us, step=step, **options)
+        """The mixin's run, with the steps torch runs: those compiled by :meth:`compile`, compiled
+        ones under ``torch.compile``, else the spec's eager cell (:func:`.rollout.rollout`); a
+        chunked run also gets ``prepare`` (a chunk rebuilds the nonlinearity in backward)."""
+        block = self.__dict__.get("_block")
+        if block is None and torch.compiler.is_compiling():
+            block = compiled()
+        if options.get("chunk") is not None:
+            options["prepare"] = functools.partial(self._nonlinearity, c)
+        return super()._run(c, x0, us, block=block, **options)
 
-    def compile(self, **options: Any) -> None:
-        """Compile the model's recurrent cell with ``torch.compile(**options)``, in place.
+    def compile(self, *, steps: int | None = None, **options: Any) -> None:
+        """Compile a block of ``steps`` steps (default :data:`.rollout.BLOCK`) of the recurrent
+        loop with ``torch.compile(**options)``, in place.
 
         Unlike ``nn.Module.compile``, the module's call stays eager: the explicit matrices are
-        built once per call and the time loop runs in Python around the compiled cell, so the
+        built once per call and the time loop runs in Python, calling the compiled block once per
+        ``steps`` steps and the eager cell for the ``T mod steps`` remainder, so the
         compile time does not grow with the sequence length and a new T compiles nothing.
-        ``torch.compile(model)`` does the same for the loop (the cell is compiled with default
+        ``torch.compile(model)`` does the same for the loop (the block is compiled with default
         options; only the thin ``forward`` frame is traced, once more for a second T, after which
         dynamo treats T as dynamic). A feed-forward model compiles its ``forward`` as usual.
         """
         if not self._config.is_recurrent:
+            if steps is not None:
+                raise ValueError(f"{self._config.model}.compile: `steps` (time steps per compiled "
+                                 f"block) applies to recurrent models; got steps={steps!r}.")
             torch.nn.Module.compile(self, **options)
             return
-        self._step = compiled_cell(**options)
+        self._block = compiled(BLOCK if steps is None else steps, **options)
 
     @property
     def device(self) -> torch.device:
