@@ -30,6 +30,8 @@ def hand_overs(backend, model, what: str) -> dict[str, int]:
 @pytest.mark.parametrize("family", sorted(MODELS))
 @pytest.mark.parametrize("what", ["simulate", "model(x0, us)", "model(x, u)"])
 def test_a_model_call_hands_over_once(backend, family, what):
+    if backend.name == "jax" and family != "LipschitzR2DN":
+        pytest.skip("a warm jitted JAX call runs no Python below jit: one family shows it")
     model = getattr(r2dn.backends.module(backend.name), family)(*MODELS[family], seed=0)
     got = hand_overs(backend, model, what)
     if backend.name == "numpy":           # the core's own call hook; the backend holds the arrays
