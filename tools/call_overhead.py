@@ -5,12 +5,14 @@
 Times ``simulate(x0, us)`` (T = 10) and one step ``model(x, u)`` of a ``LipschitzR2DN(2, 3, 4,
 1, hidden=(8,), gamma=2.0)`` and a ``ContractingREN(2, 3, 4, 1)`` (float32, batch 5), one BLAS
 and torch thread: the median over ``--repeats`` blocks of ``--number`` warm calls, in
-microseconds per call (a JAX call blocks until its result is ready). Compare two trees by
-running each in its own process, alternately, and reading ratios.
+microseconds per call (a JAX call blocks until its result is ready), and the Python function
+calls one warm call makes (``sys.setprofile`` "call" events: independent of the machine's load).
+Compare two trees by running each in its own process, alternately, and reading ratios.
 """
 import argparse
 import os
 import statistics
+import sys
 import time
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -36,6 +38,21 @@ def per_call(fn, number, repeats, block):
     return statistics.median(times) * 1e6
 
 
+def python_calls(fn):
+    fn()
+    n = [0]
+
+    def prof(frame, event, arg):
+        n[0] += event == "call"
+
+    sys.setprofile(prof)
+    try:
+        fn()
+    finally:
+        sys.setprofile(None)
+    return n[0]
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--backend", nargs="+", default=["torch", "jax", "numpy"])
@@ -54,9 +71,12 @@ def main():
             x0 = model.init_state(5)
             us = rec.from_numpy(np.random.default_rng(0).normal(size=(10, 5, 2)).astype("float32"))
             u = us[0]
-            sim = per_call(lambda: model.simulate(x0, us), args.number, args.repeats, block)
-            step = per_call(lambda: model(x0, u), args.number, args.repeats, block)
-            print(f"{name} {family}: simulate(T=10) {sim:.1f} us, model(x, u) {step:.1f} us")
+            sim, step = (lambda: model.simulate(x0, us)), (lambda: model(x0, u))
+            print(f"{name} {family}: simulate(T=10) "
+                  f"{per_call(sim, args.number, args.repeats, block):.1f} us "
+                  f"({python_calls(sim)} Python calls), model(x, u) "
+                  f"{per_call(step, args.number, args.repeats, block):.1f} us "
+                  f"({python_calls(step)} Python calls)")
 
 
 if __name__ == "__main__":
