@@ -2,12 +2,14 @@
 
 A backend supplies a base class that owns the parameters (it must define ``_direct_arrays()``,
 ``_backend`` (its :class:`r2dn.backends.Backend` record), ``config`` and
-``__init__(self, config, direct=None)``), dtype and device. Everything else the mixins need from
-the framework (input device checks, the time loop, the REN equilibrium, activation kernels) is
-read from the record, so there are no hooks to override. The base comes first in each class's
-MRO; these mixins add the public API of docs/getting-started.md#model-api behind it, calling :mod:`r2dn._spec` for every
-formula, so no backend holds any maths. ``forward`` does the work and ``__call__`` calls it
-(a ``torch.nn.Module`` base supplies its own ``__call__``, which calls the same ``forward``).
+``__init__(self, config, direct=None)``), dtype and device. The base comes first in each class's
+MRO; these mixins add the public API of docs/getting-started.md#model-api behind it. Every model
+call (``model(u)``, ``model(x, u)``, ``model(x0, us)``, ``simulate``) crosses from the mixins into
+the backend once, through the record's ``call`` hook; the hook reads the config and parameters,
+adds the framework's own guards and runs :func:`execute`, which checks the inputs and calls
+:mod:`r2dn._spec` for every formula, so no backend holds any maths
+(docs/architecture.md#how-a-call-flows). ``forward`` does the work and ``__call__`` calls it (a
+``torch.nn.Module`` base supplies its own ``__call__``, which calls the same ``forward``).
 """
 
 from __future__ import annotations
@@ -25,9 +27,9 @@ from .backends import Backend
 from .config import ModelConfig
 
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
-#: the method a sequence call ``model(x0, us)`` reports in its error messages: ``"forward"``, or
-#: ``"simulate"`` while a backend's ``simulate`` runs through the module's own call (torch), so
-#: the inputs are checked once and the errors still name ``simulate``.
+#: the method a recurrent module call ``model(x, u)`` reports in its error messages:
+#: ``"forward"``, or ``"simulate"`` while a backend's ``simulate`` runs through the module's own
+#: call (torch), so the inputs are checked once, as a sequence, and the errors name ``simulate``.
 SEQUENCE_CALL: contextvars.ContextVar[str] = contextvars.ContextVar("r2dn_sequence_call",
                                                                     default="forward")
 
@@ -145,6 +147,136 @@ def _leading(x: Any) -> Any:
     return shape[0] if shape else None
 
 
+Inputs = tuple[tuple[str, Any, tuple[Any, ...], str], ...]
+
+
+def _inputs(c: ModelConfig, method: str, args: tuple[Any, ...]) -> tuple[bool, Inputs]:
+    """Whether a call runs a sequence, and its inputs as ``(name, x, shape, shape_text)``.
+
+    A recurrent call is a sequence for ``simulate`` or a 3-D ``u`` (``x0, us``), else one step
+    (``x, u``); a feed-forward call has one input ``u``."""
+    if not c.is_recurrent:
+        n = c.in_features
+        return False, (("u", args[0], (None, n), f"(batch, in_features) with in_features={n}"),)
+    x, u = args
+    batch = _leading(x)
+    state = (None, c.nx), f"(batch, nx) with nx={c.nx}"
+    if method == "simulate" or getattr(u, "ndim", None) == 3:
+        return True, (("x0", x, *state), ("us", u, (None, batch, c.nu),
+                                          f"(T, batch, nu) with batch={batch}, nu={c.nu}"))
+    return False, (("x", x, *state), ("u", u, (batch, c.nu), f"(batch, nu) = ({batch}, {c.nu})"))
+
+
+def check_concrete(b: Backend, c: ModelConfig, method: str, args: tuple[Any, ...],
+                   chunk: int | None = None) -> tuple[bool, Inputs]:
+    """The checks of a model call that need concrete values: ``chunk``, and each input's
+    framework and (when :class:`check_finite_inputs` is on) finiteness.
+
+    :func:`execute` runs them; a backend that compiles its call (JAX) runs them first, outside
+    the trace. On an abstract (traced) input only the framework is checked. Returns
+    :func:`_inputs`'s ``(sequence, inputs)``.
+    """
+    sequence, inputs = _inputs(c, method, args)
+    owner = f"{c.model}.{method}"
+    if chunk is not None and not sequence:
+        raise ValueError(f"{owner}: `chunk` applies to a sequence `u (T, batch, nu)`; got a 2-D "
+                         f"`u` (one step) with chunk={chunk!r}.")
+    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
+        raise ValueError(f"{owner}: `chunk` must be a positive integer (time steps per "
+                         f"checkpointed chunk) or None; got chunk={chunk!r}.")
+    for name, x, _, _ in inputs:
+        _check_framework(b.name, owner, name, x)
+        if check_finite_inputs.enabled and not _is_tracer(x) and hasattr(x, "shape") \
+                and not bool(b.all_finite(x)):
+            raise ValueError(f"{owner}: `{name}` holds NaN or infinite values "
+                             "(r2dn.check_finite_inputs is on).")
+    return sequence, inputs
+
+
+def _check_framework(backend: str, owner: str, name: str, x: Any) -> None:
+    """Refuse another framework's arrays (the JAX backend also takes NumPy arrays)."""
+    got = _framework(x)
+    accepted = {"numpy": ("numpy",), "torch": ("torch",), "jax": ("jax", "numpy")}.get(backend)
+    if accepted is None or got in accepted or got not in ("numpy", "torch", "jax"):
+        return
+    kinds = {"numpy": "NumPy arrays", "torch": "torch tensors", "jax": "JAX or NumPy arrays"}
+    fix = {"numpy": f"r2dn.to_numpy({name})", "torch": f"torch.as_tensor({name})",
+           "jax": f"jax.numpy.asarray(r2dn.to_numpy({name}))"}
+    raise TypeError(
+        f"{owner}: `{name}` is a {type(x).__module__}.{type(x).__name__}, but this is an "
+        f"r2dn.{backend} model, which takes {kinds[backend]}. Convert the input "
+        f"({fix[backend]}) or the model (r2dn.{got}.convert(model)).")
+
+
+def execute(b: Backend, c: ModelConfig, explicit: Any, like: Any, method: str,
+            args: tuple[Any, ...], chunk: int | None = None, **options: Any) -> Any:
+    """One model call, given what the backend's ``call`` hook read from the model.
+
+    Checks the inputs (:func:`check_concrete`, then dtype, shape, the record's ``check_device``
+    and T >= 1), builds the explicit matrices and the nonlinearity once, and runs the feed-forward
+    map, or hands the whole sequence (one step: a sequence of one) to the record's ``rollout``.
+
+    Parameters
+    ----------
+    b : Backend
+        The model's backend record.
+    c : ModelConfig
+        The model's config.
+    explicit : callable
+        The model's ``explicit`` method (so a subclass's override is what the call runs).
+    like : Array or None
+        A parameter of the model, for the record's ``check_device`` (None without one).
+    method : {"forward", "simulate"}
+        The public method called, for error messages (and ``simulate`` is always a sequence).
+    args : tuple
+        ``(u,)`` of a feed-forward model; ``(x, u)``, ``(x0, us)`` of a recurrent one.
+    chunk : int, optional
+        Steps per checkpointed chunk of a sequence (see ``simulate``).
+    **options
+        For the record's ``rollout`` (torch: ``step``; JAX: ``unroll``).
+
+    Returns
+    -------
+    ``y`` (feed-forward), ``(x_next, y)`` (one step) or ``(x_T, ys)`` (a sequence).
+    """
+    sequence, inputs = check_concrete(b, c, method, args, chunk)
+    owner = f"{c.model}.{method}"
+    for name, x, shape, text in inputs:
+        check_array(owner, name, x, shape, c.dtype, text)
+    if b.check_device is not None:
+        for name, x, _, _ in inputs:
+            b.check_device(owner, name, x, like)
+    if sequence and args[1].shape[0] < 1:
+        raise ValueError(f"{owner}: `us` must hold at least one time step; got T=0.")
+    e = explicit()
+    if not c.is_recurrent:
+        return _spec.feedforward(e, b.activation(c.activation))(args[0])
+    x, u = args
+    if chunk is not None:
+        options["chunk"] = chunk
+    x_T, ys = b.rollout(e, nonlinearity(b, c, e), x, u if sequence else u[None, ...], **options)
+    return (x_T, ys) if sequence else (x_T, ys[0, ...])
+
+
+def nonlinearity(b: Backend, c: ModelConfig, e: Any) -> Any:
+    """``v -> w`` of a recurrent model with explicit parameters ``e``
+    (:func:`r2dn._spec.nonlinearity` with the backend's activation, REN equilibrium solver and
+    block size). A backend whose rollout recomputes pieces of the sequence (torch's ``chunk=``)
+    calls it again on the recomputed parameters."""
+    act = b.activation(c.activation)
+    solver = b.equilibrium(c.activation, act) if c.family == "ren" else None
+    return _spec.nonlinearity(e, act, xp=b.xp, solver=solver, block=b.equilibrium_block)
+
+
+def call(model: Any, method: str, args: tuple[Any, ...], chunk: int | None = None) -> Any:
+    """The ``call`` hook of a backend with nothing to add (NumPy): :func:`execute` with the
+    model's config and ``explicit`` (and a parameter for the device check, if the record has
+    one)."""
+    b = model._backend
+    like = None if b.check_device is None else next(iter(model._direct_arrays().values()))
+    return execute(b, model.config, model.explicit, like, method, args, chunk)
+
+
 class ModelMixin:
     """API shared by every model of every backend (docs/getting-started.md#model-api)."""
 
@@ -162,45 +294,6 @@ class ModelMixin:
         """The explicit parameters (a NamedTuple of arrays) built from the current direct ones."""
         return _spec.direct_to_explicit(self._direct_arrays(), self.config, xp=self._backend.xp)
 
-    def _check(self, c: ModelConfig, method: str, args: tuple[tuple[str, Any, tuple, str], ...]
-               ) -> None:
-        """Check each ``(name, x, shape, shape_text)`` of a call: dtype, shape, then device."""
-        owner = f"{c.model}.{method}"
-        for name, x, shape, text in args:
-            self._check_eager(owner, name, x)
-            check_array(owner, name, x, shape, c.dtype, text)
-        device_check = self._backend.check_device
-        if device_check is not None:
-            like = next(iter(self._direct_arrays().values()))
-            for name, x, _, _ in args:
-                device_check(owner, name, x, like)
-
-    def _check_eager(self, owner: str, name: str, x: Any) -> None:
-        """The checks that need a concrete array: its framework and, when
-        :class:`check_finite_inputs` is on, its finiteness. Backends that compile call it before
-        tracing; on an abstract (traced) array it only checks the framework. ``owner`` names the
-        call in messages (``"LipschitzR2DN.simulate"``)."""
-        self._check_framework(owner, name, x)
-        if check_finite_inputs.enabled and not _is_tracer(x) and hasattr(x, "shape") \
-                and not bool(self._backend.all_finite(x)):
-            raise ValueError(f"{owner}: `{name}` holds NaN or infinite values "
-                             "(r2dn.check_finite_inputs is on).")
-
-    def _check_framework(self, owner: str, name: str, x: Any) -> None:
-        """Refuse another framework's arrays (the JAX backend also takes NumPy arrays)."""
-        backend = self._backend.name
-        got = _framework(x)
-        accepted = {"numpy": ("numpy",), "torch": ("torch",), "jax": ("jax", "numpy")}.get(backend)
-        if accepted is None or got in accepted or got not in ("numpy", "torch", "jax"):
-            return
-        kinds = {"numpy": "NumPy arrays", "torch": "torch tensors", "jax": "JAX or NumPy arrays"}
-        fix = {"numpy": f"r2dn.to_numpy({name})", "torch": f"torch.as_tensor({name})",
-               "jax": f"jax.numpy.asarray(r2dn.to_numpy({name}))"}
-        raise TypeError(
-            f"{owner}: `{name}` is a {type(x).__module__}.{type(x).__name__}, but this is an "
-            f"r2dn.{backend} model, which takes {kinds[backend]}. Convert the input "
-            f"({fix[backend]}) or the model (r2dn.{got}.convert(model)).")
-
     def __repr__(self) -> str:
         c = self.config
         sizes = (f"{c.in_features}, {c.hidden}, {c.out_features}" if c.family in ("lbdn", "sandwich")
@@ -210,20 +303,6 @@ class ModelMixin:
 
 class RecurrentMixin(ModelMixin):
     """``model(x, u)``, ``simulate(x0, us)`` and ``init_state`` of REN and R2DN models."""
-
-    def _run(self, c: ModelConfig, x0: Any, us: Any, **options: Any) -> tuple[Any, Any]:
-        """Build the explicit matrices and the nonlinearity once, then hand the whole sequence to
-        the backend's time loop (the one crossing into the backend per call)."""
-        e = self.explicit()
-        return self._backend.rollout(e, self._nonlinearity(c, e), x0, us, **options)
-
-    def _nonlinearity(self, c: ModelConfig, e: Any) -> Any:
-        """``v -> w`` of the explicit parameters ``e`` (:func:`r2dn._spec.nonlinearity` with the
-        backend's activation and, for a REN, its equilibrium solver)."""
-        b = self._backend
-        act = b.activation(c.activation)
-        solver = b.equilibrium(c.activation, act) if c.family == "ren" else None
-        return _spec.nonlinearity(e, act, xp=b.xp, solver=solver, block=b.equilibrium_block)
 
     def forward(self, x: Any, u: Any, *, chunk: int | None = None) -> tuple[Any, Any]:
         """One time step ``model(x, u)``, or a whole sequence ``model(x0, us)`` when ``u`` is 3-D.
@@ -255,32 +334,7 @@ class RecurrentMixin(ModelMixin):
             Wrong shapes, T = 0, ``chunk`` with one step or not a positive integer; non-finite
             inputs when :class:`r2dn.check_finite_inputs` is on.
         """
-        if getattr(u, "ndim", None) == 3:
-            return self._sequence(SEQUENCE_CALL.get(), x, u, chunk)
-        if chunk is not None:
-            raise ValueError(f"{self.config.model}.forward: `chunk` applies to a sequence "
-                             f"`u (T, batch, nu)`; got a 2-D `u` (one step) with chunk={chunk!r}.")
-        c = self.config
-        batch = _leading(x)
-        self._check(c, "forward", (("x", x, (None, c.nx), f"(batch, nx) with nx={c.nx}"),
-                                   ("u", u, (batch, c.nu), f"(batch, nu) = ({batch}, {c.nu})")))
-        x_next, ys = self._run(c, x, u[None, ...])
-        return x_next, ys[0, ...]
-
-    def _check_sequence(self, c: ModelConfig, x0: Any, us: Any, method: str = "simulate",
-                        chunk: int | None = None) -> None:
-        """The input checks of a sequence call (:meth:`simulate`, or :meth:`forward` with 3-D
-        ``u``): shapes, dtypes, devices, T >= 1 and ``chunk``."""
-        batch = _leading(x0)
-        self._check(c, method, (("x0", x0, (None, c.nx), f"(batch, nx) with nx={c.nx}"),
-                                ("us", us, (None, batch, c.nu),
-                                 f"(T, batch, nu) with batch={batch}, nu={c.nu}")))
-        if us.shape[0] < 1:
-            raise ValueError(f"{c.model}.{method}: `us` must hold at least one time step; got T=0.")
-        if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int)
-                                  or chunk < 1):
-            raise ValueError(f"{c.model}.{method}: `chunk` must be a positive integer (time steps "
-                             f"per checkpointed chunk) or None; got chunk={chunk!r}.")
+        return self._backend.call(self, SEQUENCE_CALL.get(), (x, u), chunk)
 
     def simulate(self, x0: Any, us: Any, *, chunk: int | None = None) -> tuple[Any, Any]:
         """Run the model over a sequence; the explicit matrices are built once per call.
@@ -321,14 +375,7 @@ class RecurrentMixin(ModelMixin):
         >>> xT.shape, ys.shape
         ((5, 3), (10, 5, 1))
         """
-        return self._sequence("simulate", x0, us, chunk)
-
-    def _sequence(self, method: str, x0: Any, us: Any, chunk: int | None) -> tuple[Any, Any]:
-        c = self.config
-        self._check_sequence(c, x0, us, method, chunk)
-        if chunk is None:
-            return self._run(c, x0, us)
-        return self._run(c, x0, us, chunk=chunk)
+        return self._backend.call(self, "simulate", (x0, us), chunk)
 
     def init_state(self, batch: int) -> Any:
         """Zero state ``(batch, nx)`` with the model's dtype and device."""
@@ -344,10 +391,7 @@ class FeedforwardMixin(ModelMixin):
 
     def forward(self, u: Any) -> Any:
         """``u (batch, in_features)`` -> ``y (batch, out_features)``."""
-        c = self.config
-        n = c.in_features
-        self._check(c, "forward", (("u", u, (None, n), f"(batch, in_features) with in_features={n}"),))
-        return _spec.feedforward(self.explicit(), self._backend.activation(c.activation))(u)
+        return self._backend.call(self, "forward", (u,))
 
 
 def _plain(sig: inspect.Signature) -> str:

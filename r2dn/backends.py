@@ -2,9 +2,10 @@
 
 A backend is one folder (``backends/<name>/``) whose ``backend.py`` defines ``BACKEND``, a frozen
 :class:`Backend` record: everything the framework-free core needs to know about an array framework
-(its namespace, default dtype, conversions, input checks, time loop, REN equilibrium and the
-conformance suite's adapter). The registry maps a name to the module holding that record and
-imports it only when asked, so ``import r2dn`` loads no framework. Every switch on a backend name
+(its namespace, default dtype, conversions, input checks, time loop, REN equilibrium, the
+conformance suite's adapter, and the ``call`` hook through which every model call enters the
+backend once). The registry maps a name to the module holding that record and imports it only
+when asked, so ``import r2dn`` loads no framework. Every switch on a backend name
 (:func:`r2dn.backend`, :mod:`r2dn.porting`, the CLI, the conformance suite, the Julia bridge, the
 tests) reads :func:`names` and :func:`get`; adding a backend is one folder plus one
 :data:`BUILTIN` entry (or a :func:`register` call, as the tests do for array-api-strict).
@@ -81,6 +82,12 @@ class Backend:
         :class:`~r2dn._spec.Activation` of it).
     adapter : callable
         ``adapter() -> type``: the conformance suite's adapter class (imported on demand).
+    call : callable
+        ``call(model, method, args, chunk=None) -> outputs``: the one hand-over of a model call
+        (``model(u)``, ``model(x, u)``, ``model(x0, us)``, ``simulate``) from the core's mixins to
+        the backend. It reads the model's config and parameters, adds the framework's guards and
+        runs :func:`r2dn._model.execute` (the checks, the explicit map, the rollout);
+        :func:`r2dn._model.call` for a backend with nothing to add.
     check_device : callable or None
         ``check_device(owner, name, x, like)`` raises unless input ``x`` can meet parameter
         ``like`` (a tensor on its device); None for a backend without devices.
@@ -102,6 +109,7 @@ class Backend:
     rollout: Callable[..., tuple[Array, Array]]
     equilibrium: Callable[[Any, Activation], Solver]
     adapter: Callable[[], type]
+    call: Callable[..., Any]
     check_device: Callable[[str, str, Any, Array], None] | None = None
     kernels: Mapping[str, Callable[[Array], Array]] = field(default_factory=dict)
     equilibrium_block: int = _spec.BLOCK

@@ -17,7 +17,7 @@ import array_api_strict as xps
 import numpy as np
 
 from r2dn import backends
-from r2dn._model import Catalogue, from_direct as _from_direct, to_numpy
+from r2dn._model import Catalogue, call, from_direct as _from_direct, to_numpy
 from r2dn.conformance.backends import ForwardAdapter
 from r2dn.config import ModelConfig
 from r2dn.init import direct_shapes, init_direct
@@ -41,7 +41,7 @@ BACKEND = backends.Backend(
     name=NAME, module=__name__, xp=xps, default_dtype="float64",
     from_numpy=xps.asarray, asarray=_asarray, all_finite=_all_finite,
     rollout=backends.spec_rollout(xps), equilibrium=backends.spec_equilibrium(xps),
-    adapter=lambda: StrictAdapter)
+    adapter=lambda: StrictAdapter, call=call)
 
 
 class StrictModel:

@@ -18,7 +18,6 @@ tracing, so a wrong input raises at once, also under the user's ``jit``.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -31,7 +30,7 @@ from r2dn._model import Catalogue, ModelMixin, from_direct as _from_direct, to_n
 from r2dn.config import ModelConfig
 from r2dn.init import direct_shapes, init_direct
 
-from .backend import BACKEND
+from .backend import BACKEND, call
 from .rollout import full_precision
 
 #: ModelConfig fields read only when the parameters are drawn (by :func:`r2dn.init.init_direct`).
@@ -71,21 +70,6 @@ def _as_leaf(value: Any, dtype: str) -> jax.Array:
 def _explicit(model: "JaxModel") -> Any:
     with full_precision():
         return ModelMixin.explicit(model)
-
-
-@jax.jit
-def _forward(model: "JaxModel", *args: Any) -> Any:
-    with full_precision():
-        return super(JaxModel, model).forward(*args)
-
-
-@functools.partial(jax.jit, static_argnames=("unroll", "chunk"))
-def _simulate(model: "JaxModel", x0: Any, us: Any, unroll: int, chunk: int | None
-              ) -> tuple[Any, Any]:
-    with full_precision():
-        c = model.config
-        model._check_sequence(c, x0, us)
-        return model._run(c, x0, us, unroll=unroll, chunk=chunk)
 
 
 class JaxModel:
@@ -186,15 +170,6 @@ class JaxModel:
         """
         return _explicit(self)
 
-    def forward(self, *args: Any) -> Any:
-        """One step ``(x (batch, nx), u (batch, nu)) -> (x_next (batch, nx), y (batch, ny))`` of a
-        recurrent model, or ``u (batch, in_features) -> y (batch, out_features)`` of a feed-forward
-        one. Compiled; full-precision matmuls; raises ``ValueError``/``TypeError`` on wrong shapes
-        or dtypes (at trace time, so also inside ``jax.jit``)."""
-        for name, arg in zip(("x", "u") if len(args) == 2 else ("u",), args):
-            self._check_eager(f"{self.config.model}.forward", name, arg)
-        return _forward(self, *args)
-
 
 class JaxRecurrent:
     """``simulate`` of the recurrent JAX classes: compiled, with ``lax.scan``'s ``unroll`` and
@@ -240,16 +215,9 @@ class JaxRecurrent:
         if not isinstance(unroll, bool) and (not isinstance(unroll, int) or unroll < 1):
             raise ValueError(f"{self.config.model}.simulate: `unroll` must be a positive integer "
                              f"or a bool; got unroll={unroll!r}.")
-        if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int)
-                                  or chunk < 1):
-            raise ValueError(f"{self.config.model}.simulate: `chunk` must be a positive integer "
-                             f"or None; got chunk={chunk!r}.")
         if isinstance(unroll, bool):      # lax.scan's True is "all steps"; keep 1 != True for jit
             unroll = max(1, getattr(us, "shape", (1,))[0]) if unroll else 1
-        owner = f"{self.config.model}.simulate"
-        self._check_eager(owner, "x0", x0)
-        self._check_eager(owner, "us", us)
-        return _simulate(self, x0, us, unroll=unroll, chunk=chunk)
+        return call(self, "simulate", (x0, us), chunk, unroll=unroll)
 
 
 #: one class per registered family (``r2dn.jax.LipschitzR2DN``, ...), generated on first use

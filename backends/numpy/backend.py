@@ -7,6 +7,7 @@ from typing import Any
 import array_api_compat.numpy as xp_numpy
 import numpy as np
 
+from r2dn._model import call
 from r2dn.backends import Backend, spec_equilibrium, spec_rollout
 
 
@@ -26,4 +27,4 @@ def _adapter() -> type:
 BACKEND = Backend(name="numpy", module="r2dn.numpy", xp=xp_numpy, default_dtype="float64",
                   from_numpy=np.asarray, asarray=_asarray, all_finite=_all_finite,
                   rollout=spec_rollout(xp_numpy),
-                  equilibrium=spec_equilibrium(xp_numpy), adapter=_adapter)
+                  equilibrium=spec_equilibrium(xp_numpy), adapter=_adapter, call=call)
