@@ -192,9 +192,46 @@ class Equilibrium(torch.autograd.Function):
                                      tri_solve=tri_solve)
 
 
+class BackwardOutsideAutocast(torch.autograd.Function):
+    """The identity on a model's outputs, whose backward pass refuses to run under autocast.
+
+    ``BackwardOutsideAutocast.apply(kinds, *outputs)``, ``kinds`` the autocast device types
+    (``"cpu"``, ``"cuda"``, ...) to check. A model called under autocast computes in its own dtype,
+    but a ``backward()`` inside the autocast region would run torch's backward formulas of the
+    model's matrix products in bfloat16 or float16: gradients of a model that is not the one that
+    ran (docs/guides/torch.md#mixed-precision-torchautocast). The backward pass raises instead of
+    returning them. Forward mode and vmap pass through.
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(kinds, *outputs):
+        return tuple(o.view_as(o) for o in outputs)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
+        ctx.kinds = inputs[0]
+
+    @staticmethod
+    def backward(ctx: Any, *grads: torch.Tensor):
+        on = [k for k in ctx.kinds if torch.is_autocast_enabled(k)]
+        if on:
+            raise RuntimeError(
+                f"r2dn: backward() ran inside torch.autocast({on[0]!r}), which would compute the "
+                "model's gradients with reduced-precision matrix products (not the gradients of "
+                "the model that ran). Leave the autocast region before calling backward(), as "
+                "PyTorch recommends; the forward pass may stay inside it.")
+        return (None, *grads)
+
+    @staticmethod
+    def jvp(ctx: Any, _dkinds, *tangents):
+        return tangents
+
+
 # ``Function.apply`` binds its arguments to ``forward``'s signature on every call; inspect.signature
 # rebuilds it each time unless the function carries it (about 30 us per call, once per time step).
-for _f in (LowerSolve, UpperSolve, Equilibrium):
+for _f in (LowerSolve, UpperSolve, Equilibrium, BackwardOutsideAutocast):
     _f.forward.__signature__ = inspect.signature(_f.forward)
 
 

@@ -19,7 +19,7 @@ from r2dn._model import execute, nonlinearity
 from r2dn.backends import Backend
 from r2dn.config import ModelConfig
 
-from .autograd import implicit_equilibrium
+from .autograd import BackwardOutsideAutocast, implicit_equilibrium
 from .rollout import compiled, rollout
 
 
@@ -121,10 +121,12 @@ def call(model: Any, method: str, args: tuple[Any, ...], chunk: int | None = Non
     The explicit map is the model's ``explicit()`` (eager under ``torch.compile``, no sharded
     parameters: :func:`explicit`); under autocast, autocast is off for the call and
     float16/bfloat16 inputs are cast to the parameters' dtype (the model computes in its own
-    dtype); a recurrent model runs its whole blocks of steps with the block compiled by
-    ``model.compile()`` (a compiled block under ``torch.compile``), else the spec's eager cell; a
-    chunked call also passes ``prepare`` (:func:`r2dn._model.nonlinearity`), with which a chunk
-    rebuilds the map from its own inputs in the backward pass.
+    dtype), and a ``backward()`` still inside the autocast region raises
+    (:class:`.autograd.BackwardOutsideAutocast`); a recurrent model runs its whole blocks of
+    steps with the block compiled by ``model.compile()`` (a compiled block under
+    ``torch.compile``), else the spec's eager cell; a chunked call also passes ``prepare``
+    (:func:`r2dn._model.nonlinearity`), with which a chunk rebuilds the map from its own inputs in
+    the backward pass.
     """
     c = model.config
     options = {}
@@ -137,8 +139,11 @@ def call(model: Any, method: str, args: tuple[Any, ...], chunk: int | None = Non
     if not autocast_on(ref.device):
         return execute(BACKEND, c, model.explicit, ref, method, args, chunk, **options)
     with no_autocast(ref.device):
-        return execute(BACKEND, c, model.explicit, ref, method, _in_dtype(args, ref.dtype), chunk,
-                       **options)
+        out = execute(BACKEND, c, model.explicit, ref, method, _in_dtype(args, ref.dtype), chunk,
+                      **options)
+    outputs = out if isinstance(out, tuple) else (out,)
+    guarded = BackwardOutsideAutocast.apply(_autocast_devices(ref.device), *outputs)
+    return guarded if isinstance(out, tuple) else guarded[0]
 
 
 BACKEND = Backend(name="torch", module="r2dn.torch", xp=xp_torch, default_dtype="float32",
