@@ -336,6 +336,16 @@ def test_compile_steps_is_validated():
         rt.LBDN(3, (5,), 2).compile(steps=4)
 
 
+def test_compile_defaults_to_the_cpp_wrapper_on_a_cpu_and_keeps_given_options():
+    from r2dn.torch.rollout import BLOCK, CPU_OPTIONS, compiled
+    assert CPU_OPTIONS == {"options": {"cpp_wrapper": True}}
+    model = _r2dn()
+    model.compile()                                   # nothing is compiled until the first call
+    assert model._block is compiled(BLOCK, **CPU_OPTIONS)
+    model.compile(backend="aot_eager")
+    assert model._block is compiled(BLOCK, backend="aot_eager")
+
+
 # -- 6. device= and dtype= ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", ["float64", torch.float64])
