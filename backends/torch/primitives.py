@@ -12,8 +12,7 @@ import torch
 
 def tri_solve(M: torch.Tensor, r: torch.Tensor, lower: bool) -> torch.Tensor:
     """``M x = r`` for unit-triangular M (batch, n, n; its diagonal is not read) and r (batch, n),
-    as one batched
-    ``torch.linalg.solve_triangular``: a block of the REN's linear substitutions in a few operator
-    calls instead of a few per neuron."""
+    as one batched ``torch.linalg.solve_triangular``: a block of the REN's linear substitutions in
+    a few operator calls instead of a few per neuron."""
     return torch.linalg.solve_triangular(M, r[..., None], upper=not lower,
                                          unitriangular=True)[..., 0]

@@ -85,9 +85,11 @@ def _loop(e: Any, nonlinearity: Callable[[torch.Tensor], torch.Tensor], x: torch
 class Chunk(torch.autograd.Function):
     """Steps of a rollout that autograd records as one node, recomputed in the backward pass.
 
-    ``Chunk.apply(run, prepare, rebuild, x, us, *leaves)``: ``run(e, nonlinearity, x, us) ->
-    (x_next, ys)`` is the loop, ``leaves`` the explicit parameters' tensors, ``rebuild(leaves)``
-    the explicit parameters (:func:`_flatten`) and ``prepare(e)`` their nonlinearity.
+    ``Chunk.apply(run, prepare, rebuild, nonlinearity, x, us, *leaves)``: ``run(e, nonlinearity,
+    x, us) -> (x_next, ys)`` is the loop, ``leaves`` the explicit parameters' tensors,
+    ``rebuild(leaves)`` the explicit parameters (:func:`_flatten`), ``nonlinearity`` theirs
+    (prepared once per rollout, used by the forward pass) and ``prepare(e)`` rebuilds it from the
+    backward pass's aliases.
 
     Forward runs without recording and saves only its inputs (the chunk's first state, its inputs
     and the explicit parameters, shared by every chunk). Backward rebuilds the nonlinearity from
@@ -100,18 +102,17 @@ class Chunk(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, run: Callable[..., Any], prepare: Callable[[Any], Any],
-                rebuild: Callable[[list], Any], x: torch.Tensor, us: torch.Tensor,
-                *leaves: torch.Tensor) -> Any:
+                rebuild: Callable[[list], Any], nonlinearity: Callable[..., Any], x: torch.Tensor,
+                us: torch.Tensor, *leaves: torch.Tensor) -> Any:
         ctx.run, ctx.prepare, ctx.rebuild = run, prepare, rebuild
         ctx.autocast = _autocast_state(x.device)
         ctx.save_for_backward(x, us, *leaves)
-        e = rebuild(list(leaves))
-        return run(e, prepare(e), x, us)
+        return run(rebuild(list(leaves)), nonlinearity, x, us)
 
     @staticmethod
     def backward(ctx: Any, *cotangents: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         higher = torch.is_grad_enabled()                 # backward(create_graph=True)
-        needs = ctx.needs_input_grad[3:]
+        needs = ctx.needs_input_grad[4:]
         inputs = [(t.view_as(t) if higher else t.detach().requires_grad_(True)) if need
                   else t.detach() for t, need in zip(ctx.saved_tensors, needs)]
         with contextlib.ExitStack() as stack:
@@ -123,7 +124,7 @@ class Chunk(torch.autograd.Function):
             wanted = [t for t, need in zip(inputs, needs) if need]
             grads = iter(torch.autograd.grad(outputs, wanted, cotangents, create_graph=higher,
                                              allow_unused=True))
-        return (None, None, None, *(next(grads) if need else None for need in needs))
+        return (None, None, None, None, *(next(grads) if need else None for need in needs))
 
 
 def _autocast_state(device: torch.device) -> list[tuple[str, bool, torch.dtype]]:
@@ -217,6 +218,6 @@ def rollout(e: Any, nonlinearity: Callable[[torch.Tensor], torch.Tensor], x0: to
                         "the map in the backward pass.")
     leaves, rebuild = _flatten(e)
     for part in torch.split(us, chunk):
-        x, y = Chunk.apply(run, prepare, rebuild, x, part, *leaves)
+        x, y = Chunk.apply(run, prepare, rebuild, nonlinearity, x, part, *leaves)
         ys.append(y)
     return x, torch.cat(ys)
