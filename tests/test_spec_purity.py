@@ -97,9 +97,10 @@ def maths_identifiers(path) -> list[str]:
     return sorted(n for n in names if FORBIDDEN.fullmatch(n))
 
 
-#: the array API's missing primitive that the spec takes as an argument (``TriSolve``): a
-#: backend's ``primitives.py`` may name linear-algebra routines, and defines only these
-PRIMITIVES = {"tri_solve"}
+#: the array API's missing primitives that the spec takes as arguments (``TriSolve``,
+#: ``Unstack``): a backend's ``primitives.py`` may name linear-algebra routines, and defines only
+#: these
+PRIMITIVES = {"tri_solve", "unstack"}
 
 
 def defined_functions(path) -> set[str]:

@@ -30,7 +30,8 @@ import torch
 
 from r2dn import _spec
 
-from .primitives import tri_solve
+from . import native
+from .primitives import tri_solve, unstack
 
 
 def activation_slope(act: _spec.Activation, D11: torch.Tensor, b: torch.Tensor,
@@ -75,8 +76,11 @@ class LowerSolve(torch.autograd.Function):
 
     @staticmethod
     def forward(D11, J, s, *plan):
-        return _spec.lower_solve(D11, J, s, xp=xp_torch, plan=_spec.SubstitutionPlan(*plan),
-                                 tri_solve=tri_solve)
+        y = native.lower_solve(plan[0], J, s)
+        if y is None:
+            y = _spec.lower_solve(D11, J, s, xp=xp_torch, plan=_spec.SubstitutionPlan(*plan),
+                                  tri_solve=tri_solve)
+        return y
 
     setup_context = staticmethod(_save_solve)
 
@@ -106,8 +110,7 @@ class UpperSolve(torch.autograd.Function):
 
     @staticmethod
     def forward(D11, J, c, *plan):
-        return _spec.upper_solve(D11, J, c, xp=xp_torch, plan=_spec.SubstitutionPlan(*plan),
-                                 tri_solve=tri_solve)
+        return _upper(D11, J, c, _spec.SubstitutionPlan(*plan))
 
     setup_context = staticmethod(_save_solve)
 
@@ -132,10 +135,14 @@ class UpperSolve(torch.autograd.Function):
 def _upper(D11: torch.Tensor, J: torch.Tensor, c: torch.Tensor,
            plan: _spec.SubstitutionPlan) -> torch.Tensor:
     """:class:`UpperSolve` when a backward pass records a graph (double backward), else the
-    spec's substitution itself (the same numbers, without a Function's bookkeeping per call)."""
+    substitution itself (the same numbers, without a Function's bookkeeping per call): the C
+    loop where it applies (:mod:`r2dn.torch.native`), else the spec's."""
     if torch.is_grad_enabled():
         return UpperSolve.apply(D11, J, c, *plan)
-    return _spec.upper_solve(D11, J, c, xp=xp_torch, plan=plan, tri_solve=tri_solve)
+    z = native.upper_solve(plan.L, J, c)
+    if z is None:
+        z = _spec.upper_solve(D11, J, c, xp=xp_torch, plan=plan, tri_solve=tri_solve)
+    return z
 
 
 def _zero_if_none(t: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
@@ -167,7 +174,11 @@ class Equilibrium(torch.autograd.Function):
 
     @staticmethod
     def forward(D11, b, act, *plan):
-        return _spec.equilibrium(D11, b, act, xp=xp_torch, plan=_spec.SubstitutionPlan(*plan))
+        w = native.equilibrium(plan[0], b, act)
+        if w is None:
+            w = _spec.equilibrium(D11, b, act, xp=xp_torch, plan=_spec.SubstitutionPlan(*plan),
+                                  unstack=unstack)
+        return w
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple, output: torch.Tensor) -> None:

@@ -1,8 +1,8 @@
 """The torch kernels of the primitives the array API lacks, which the spec takes as arguments.
 
-:func:`tri_solve` is the spec's :data:`r2dn._spec.equilibrium.TriSolve`. This is the one module
-of the backend allowed to name a linear-algebra routine (``tests/test_spec_purity.py``): it
-holds primitives, not formulas.
+:func:`tri_solve` is the spec's :data:`r2dn._spec.equilibrium.TriSolve`, :func:`unstack` its
+:data:`r2dn._spec.equilibrium.Unstack`. This is the one module of the backend allowed to name a
+linear-algebra routine (``tests/test_spec_purity.py``): it holds primitives, not formulas.
 """
 
 from __future__ import annotations
@@ -16,3 +16,10 @@ def tri_solve(M: torch.Tensor, r: torch.Tensor, lower: bool) -> torch.Tensor:
     a few operator calls instead of a few per neuron."""
     return torch.linalg.solve_triangular(M, r[..., None], upper=not lower,
                                          unitriangular=True)[..., 0]
+
+
+def unstack(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The rows of x (n, m) by one ``torch.unbind``, which every torch transform batches (the
+    array API's ``unstack`` goes through ``moveaxis``, which ``torch.func.vmap`` cannot): the REN
+    forward substitution's per-neuron feeds in one call per block instead of a view per neuron."""
+    return torch.unbind(x, 0)

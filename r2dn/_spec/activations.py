@@ -19,6 +19,7 @@ from ._xp import Array, Namespace
 class Activation(NamedTuple):
     fn: Callable[[Array], Array]
     deriv: Callable[[Array], Array] | None   # sigma(v) -> sigma'(v), from the output alone
+    name: str | None = None                  # the named activation's name; None for a callable
 
 
 def _relu(xp: Namespace) -> Activation:
@@ -27,19 +28,19 @@ def _relu(xp: Namespace) -> Activation:
     # as jax.nn.relu; the gradient of an R2DN rollout took half the time of the maximum form.
     # w > 0 exactly when v > 0
     return Activation(lambda v: xp.where(v > 0, v, xp.zeros_like(v)),
-                      lambda w: xp.astype(w > 0, w.dtype))
+                      lambda w: xp.astype(w > 0, w.dtype), "relu")
 
 
 def _tanh(xp: Namespace) -> Activation:
-    return Activation(xp.tanh, lambda w: 1 - w * w)
+    return Activation(xp.tanh, lambda w: 1 - w * w, "tanh")
 
 
 def _sigmoid(xp: Namespace) -> Activation:
-    return Activation(lambda v: 1 / (1 + xp.exp(-v)), lambda w: w * (1 - w))
+    return Activation(lambda v: 1 / (1 + xp.exp(-v)), lambda w: w * (1 - w), "sigmoid")
 
 
 def _identity(xp: Namespace) -> Activation:
-    return Activation(lambda v: v, lambda w: xp.ones_like(w))
+    return Activation(lambda v: v, lambda w: xp.ones_like(w), "identity")
 
 
 _NAMED = {"relu": _relu, "tanh": _tanh, "sigmoid": _sigmoid, "identity": _identity}

@@ -29,7 +29,7 @@ differentiate, transpose and batch it, and the work per block step is one (batch
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from array_api_compat import device as _device
@@ -144,9 +144,19 @@ TriSolve = Callable[[Array, Array, bool], Array]
 #: block's solution as a list of arrays to join along the columns.
 BlockSolve = Callable[[Array, list, Array], list]
 
+#: ``unstack(x) -> rows``: the rows ``x[i, :]`` of a 2-D array, as a framework's one-call split
+#: (``torch.unbind``), which the array API's ``unstack`` is not under every transform. Given to
+#: :func:`equilibrium`, it splits each block's feeds in one call instead of one view per neuron.
+Unstack = Callable[[Array], Sequence[Array]]
+
+
+def _rows(x: Array) -> tuple[Array, ...]:
+    """The default :data:`Unstack`: one slice per row."""
+    return tuple(x[i, :] for i in range(x.shape[0]))
+
 
 def _neuron_by_neuron(neuron: Callable[[Array, tuple[Array, ...]], Array],
-                      reverse: bool) -> BlockSolve:
+                      reverse: bool, unstack: Unstack = _rows) -> BlockSolve:
     """A :data:`BlockSolve` that solves the block's neurons one at a time, in order (last first
     when ``reverse``): ``y_i = neuron(a_i + sum_j diag[i, j] y_j, inputs_i)`` over the block's
     solved neurons j (``diag^T`` when ``reverse``)."""
@@ -155,13 +165,13 @@ def _neuron_by_neuron(neuron: Callable[[Array, tuple[Array, ...]], Array],
         B = diag.shape[0]
         order = range(B - 1, -1, -1) if reverse else range(B)
         ins = list(zip(*(_columns(x) for x in pieces))) or [()] * B
-        feeds = diag if reverse else diag.T              # row i: neuron i's feed to the block
+        feeds = unstack(diag if reverse else diag.T)     # row i: neuron i's feed to the block
         ys = [None] * B
         for i in order:
             yi = neuron(a[:, i:i + 1], ins[i])
             ys[i] = yi
             if i != order[-1]:
-                a = a + yi * feeds[i, :]
+                a = a + yi * feeds[i]
         return ys
 
     return block
@@ -209,18 +219,19 @@ def _unit_triangular(J: Array, T: Array) -> Array:
 
 
 def equilibrium(D11: Array, b: Array, act: Activation, *, xp: Namespace,
-                plan: SubstitutionPlan | None = None, scan: Scan = python_scan) -> Array:
+                plan: SubstitutionPlan | None = None, scan: Scan = python_scan,
+                unstack: Unstack = _rows) -> Array:
     """Solve ``w = sigma(D11 w + b)`` for strictly lower-triangular D11 by forward substitution.
 
     b (batch, nv) -> w (batch, nv); only the strict lower triangle of D11 is read. ``act.fn`` acts
     on one neuron's (batch, 1) pre-activation at a time, in order. ``plan`` is
     :func:`substitution_plan` of D11 (built here when not given); ``scan`` drives the loop over
-    blocks. No in-place writes.
+    blocks; ``unstack`` splits a block's rows (:data:`Unstack`). No in-place writes.
     """
     plan = substitution_plan(D11, xp=xp) if plan is None else plan
     nv = b.shape[1]
     bp = _pad(b, plan.L.shape[0], xp=xp)
-    w = _substitute(plan, bp, (), _neuron_by_neuron(lambda a, ins: act.fn(a), False),
+    w = _substitute(plan, bp, (), _neuron_by_neuron(lambda a, ins: act.fn(a), False, unstack),
                     xp=xp, scan=scan, reverse=False)
     return w[:, :nv]
 

@@ -1,0 +1,152 @@
+"""Compiled loops for the torch REN's triangular substitutions on the CPU.
+
+The REN equilibrium is a substitution over its nv neurons, one after the other. Written with torch
+operations (:mod:`r2dn._spec.equilibrium`), each neuron costs a few operator calls, so a step's
+operator count grows with nv and an eager rollout is dispatch-bound. On CPU tensors the
+:class:`~r2dn.torch.autograd.Equilibrium` Functions instead call one C loop per substitution
+(``substitution.c``, beside this file): a fixed handful of operator calls per step whatever nv is.
+The maths, the derivatives and every transform stay the spec's: the loops replace the three
+substitutions' *values* only, where the tensors are plain CPU float32/float64 tensors outside
+``torch.func`` transforms and ``torch.compile`` tracing. Everywhere else (CUDA, vmap, compile)
+the spec's torch operations run, with the same numbers up to rounding.
+
+The C file is compiled once per machine with the system's C compiler (``$CC``, else ``cc``) into
+``$R2DN_CACHE`` (default ``~/.cache/r2dn``) and loaded with ``ctypes``; the loops release the GIL.
+Without a compiler, or with ``R2DN_NATIVE=0`` in the environment, :func:`status` says why and the
+spec's operations run (with a one-time warning when a compiler was wanted and failed).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import warnings
+from functools import cache
+from pathlib import Path
+
+import torch
+
+from r2dn import _spec
+
+SOURCE = Path(__file__).with_name("substitution.c")
+FLAGS = ("-O3", "-march=native", "-fopenmp-simd", "-std=c99", "-shared", "-fPIC")
+#: the C loops' activation codes (``substitution.c``); other activations use the spec's loop
+ACTIVATIONS = {"identity": 0, "relu": 1, "tanh": 2, "sigmoid": 3}
+_SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
+_I64, _PTR = ctypes.c_int64, ctypes.c_void_p
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("R2DN_CACHE") or Path.home() / ".cache" / "r2dn")
+
+
+def _cpu() -> str:
+    """What ``-march=native`` compiles for: the CPU's model and instruction-set flags."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor()
+    return "\n".join(sorted({ln for ln in lines if ln.startswith(("model name", "flags"))}))
+
+
+def _build(compiler: str) -> Path:
+    """The shared library of ``substitution.c`` for this compiler and machine, compiled unless
+    cached (keyed by the source, the compiler's version, the flags and the CPU: a cache shared
+    between machines never hands one a library built for another's instruction set)."""
+    version = subprocess.run([compiler, "--version"], capture_output=True, text=True,
+                             timeout=60).stdout
+    key = hashlib.sha256("\0".join([SOURCE.read_text(), version, *FLAGS, platform.machine(),
+                                    platform.system(), _cpu()]).encode()).hexdigest()[:16]
+    target = _cache_dir() / f"substitution-{key}.so"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:   # rename: atomic for
+            built = Path(tmp) / target.name                          # processes racing here
+            subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", str(built), "-lm"],
+                           check=True, capture_output=True, text=True, timeout=300)
+            os.replace(built, target)
+    return target
+
+
+@cache
+def _library() -> tuple[ctypes.CDLL | None, str]:
+    """``(library, reason)``: the loaded loops, or None and why not (built once per process)."""
+    if os.environ.get("R2DN_NATIVE", "1") == "0":
+        return None, "turned off by R2DN_NATIVE=0"
+    compiler = shutil.which(os.environ.get("CC", "cc"))
+    if compiler is None:
+        return None, f"no C compiler ({os.environ.get('CC', 'cc')!r} is not on PATH)"
+    try:
+        lib = ctypes.CDLL(str(_build(compiler)))
+    except (OSError, subprocess.SubprocessError) as e:
+        detail = getattr(e, "stderr", None) or str(e)
+        warnings.warn(f"r2dn: could not compile the torch REN's C loops with {compiler} "
+                      f"({detail.strip()[:300]}); the REN equilibrium runs as torch operations, "
+                      "neuron by neuron (the same numbers, slower). Set R2DN_NATIVE=0 to skip "
+                      "the attempt.", RuntimeWarning, stacklevel=3)
+        return None, f"compiling failed: {detail.strip()[:300]}"
+    for suffix in _SUFFIX.values():
+        for name in ("equilibrium", "lower_solve", "upper_solve"):
+            fn = getattr(lib, f"r2dn_{name}_{suffix}")         # cached on lib (lib[...] is not)
+            fn.argtypes = [_I64, _I64, _I64] + ([_PTR] * 3 + [ctypes.c_int] if name == "equilibrium"
+                                                else [_PTR] * 4)
+            fn.restype = ctypes.c_int
+    return lib, "compiled"
+
+
+def status() -> str:
+    """Whether the C loops run here: ``"compiled"``, or the reason they do not."""
+    return _library()[1]
+
+
+def _plain(t: torch.Tensor) -> bool:
+    return (t.device.type == "cpu" and t.dtype in _SUFFIX and t.layout == torch.strided
+            and type(t) in (torch.Tensor, torch.nn.Parameter)
+            and not torch._C._functorch.is_functorch_wrapped_tensor(t))
+
+
+def _usable(L: torch.Tensor, *rows: torch.Tensor) -> bool:
+    """The loops apply: plain CPU tensors of one float dtype, outside compile tracing."""
+    return (not torch.compiler.is_compiling() and _plain(L)
+            and all(_plain(r) and r.dtype == L.dtype and r.ndim == 2 for r in rows)
+            and _library()[0] is not None)
+
+
+def _run(name: str, L: torch.Tensor, rows: tuple[torch.Tensor, ...], *extra: int) -> torch.Tensor:
+    """``out`` (like ``rows[-1]``) from the loop ``r2dn_<name>_<dtype>``; L (ld, ld) holds the
+    strict lower triangle in its leading (n, n) block."""
+    L = L.contiguous()
+    rows = tuple(r.contiguous() for r in rows)
+    out = torch.empty_like(rows[-1], memory_format=torch.contiguous_format)
+    batch, n = out.shape
+    fn = getattr(_library()[0], f"r2dn_{name}_{_SUFFIX[L.dtype]}")
+    if fn(batch, n, L.shape[1], L.data_ptr(), *(r.data_ptr() for r in rows), out.data_ptr(),
+          *extra):
+        raise MemoryError(f"r2dn: the torch REN's C loop {name} could not allocate {n} x {n} "
+                          f"{L.dtype} values of scratch memory")
+    return out
+
+
+def equilibrium(L: torch.Tensor, b: torch.Tensor, act: _spec.Activation) -> torch.Tensor | None:
+    """``w = act(L w + b)`` (:func:`r2dn._spec.equilibrium`) by the C loop, or None where it
+    does not apply. L: the strict lower triangle in a (ld, ld) array, ld >= nv (a
+    :class:`r2dn._spec.SubstitutionPlan`'s ``L``); b (batch, nv)."""
+    code = ACTIVATIONS.get(act.name)
+    if code is None or not _usable(L, b):
+        return None
+    return _run("equilibrium", L, (b,), code)
+
+
+def lower_solve(L: torch.Tensor, J: torch.Tensor, s: torch.Tensor) -> torch.Tensor | None:
+    """``y = (I - J L)^-1 s`` (:func:`r2dn._spec.lower_solve`) by the C loop, or None."""
+    return _run("lower_solve", L, (J, s)) if _usable(L, J, s) else None
+
+
+def upper_solve(L: torch.Tensor, J: torch.Tensor, c: torch.Tensor) -> torch.Tensor | None:
+    """``z = (I - L^T J)^-1 c`` (:func:`r2dn._spec.upper_solve`) by the C loop, or None."""
+    return _run("upper_solve", L, (J, c)) if _usable(L, J, c) else None

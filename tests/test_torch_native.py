@@ -1,0 +1,157 @@
+"""The torch REN's C loops (:mod:`r2dn.torch.native`): each loop solves its substitution (checked
+on the equation itself and against the spec's neuron loop), a model gives the same numbers with
+and without them, a rollout's operator count per step does not grow with nv, and where the loops
+cannot run the spec's torch operations do, with the reason given.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import array_api_compat.torch as xpt  # noqa: E402
+import r2dn.torch as rt  # noqa: E402
+from r2dn import _spec  # noqa: E402
+from r2dn.torch import native  # noqa: E402
+
+needs_loops = pytest.mark.skipif(native.status() != "compiled",
+                                 reason=f"the C loops do not run here: {native.status()}")
+TOL = {torch.float64: 1e-13, torch.float32: 2e-6}
+
+
+def _inputs(nv: int, dtype: torch.dtype, batch: int = 6):
+    gen = torch.Generator().manual_seed(nv)
+    D11 = torch.randn(nv, nv, generator=gen, dtype=dtype) / nv ** 0.5
+    b = 2 * torch.randn(batch, nv, generator=gen, dtype=dtype)
+    J = torch.rand(batch, nv, generator=gen, dtype=dtype)
+    return D11, b, J
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).abs().max() / b.abs().max().clamp_min(1e-300)).item()
+
+
+@needs_loops
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("nv", [1, 5, 37])      # 37: the plan pads L to 38 (leading dimension)
+def test_loops_solve_their_equations_and_equal_the_spec(nv, dtype):
+    D11, b, J = _inputs(nv, dtype)
+    plan = _spec.substitution_plan(D11, xp=xpt, block=16)
+    L = torch.tril(D11, -1)
+    for name in native.ACTIVATIONS:
+        act = _spec.activation(name, xp=xpt)
+        w = native.equilibrium(plan.L, b, act)
+        assert _rel(w, act.fn(w @ L.T + b)) < TOL[dtype], name           # w = act(L w + b)
+        assert _rel(w, _spec.equilibrium(D11, b, act, xp=xpt, plan=plan)) < TOL[dtype], name
+    y = native.lower_solve(plan.L, J, b)
+    assert _rel(y, b + J * (y @ L.T)) < TOL[dtype]                        # y = s + J (L y)
+    assert _rel(y, _spec.lower_solve(D11, J, b, xp=xpt, plan=plan)) < TOL[dtype]
+    z = native.upper_solve(plan.L, J, b)
+    assert _rel(z, b + (J * z) @ L) < TOL[dtype]                          # z = c + L^T (J z)
+    assert _rel(z, _spec.upper_solve(D11, J, b, xp=xpt, plan=plan)) < TOL[dtype]
+
+
+def _rollout(model, us):
+    model.zero_grad()
+    x, y = model.simulate(torch.zeros(us.shape[1], 1, dtype=us.dtype), us)
+    (x.square().mean() + y.square().mean()).backward()
+    return [y.detach()] + [p.grad.clone() for p in model.parameters()]
+
+
+@needs_loops
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_model_equals_the_spec_operations(activation, monkeypatch):
+    """A float64 REN's outputs and gradients, with the loops and with the spec's operations; a
+    counter shows the loops ran (forward and backward) in the first and not in the second."""
+    model = rt.ContractingREN(1, 1, 40, 1, activation=activation, seed=3, dtype=torch.float64)
+    us = torch.randn(6, 5, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    calls = []
+    run = native._run
+    monkeypatch.setattr(native, "_run", lambda name, *a: calls.append(name) or run(name, *a))
+    with_loops = _rollout(model, us)
+    assert {"equilibrium", "upper_solve"} <= set(calls)
+    calls.clear()
+    monkeypatch.setattr(native, "_usable", lambda *a: False)
+    without = _rollout(model, us)
+    assert not calls
+    for a, b in zip(with_loops, without):
+        assert _rel(a, b) < 1e-12
+
+
+def _operator_calls(model, us, grad: bool) -> int:
+    from torch.profiler import profile
+
+    x0 = torch.zeros(us.shape[1], 1)
+    with profile() as prof:
+        if grad:
+            model.simulate(x0, us)[1].square().mean().backward()
+        else:
+            with torch.no_grad():
+                model.simulate(x0, us)
+    return sum(e.count for e in prof.key_averages() if e.key.startswith("aten::"))
+
+
+@needs_loops
+def test_operator_calls_do_not_grow_with_nv(monkeypatch):
+    """torch.profiler's operator calls of an 8-step rollout at nv 200 within 1.5x of nv 20,
+    forward and gradient (issue 16's target); with the loops off (the control) they grow with
+    nv, so the check can fail."""
+    us = torch.randn(8, 16, 1, generator=torch.Generator().manual_seed(0))
+    models = {nv: rt.ContractingREN(1, 1, nv, 1, activation="tanh", seed=0, identity_output=True)
+              for nv in (20, 200)}
+
+    def growth(grad):
+        calls = {nv: _operator_calls(m, us, grad) for nv, m in models.items()}
+        return calls[200] / calls[20]
+
+    assert growth(False) < 1.5 and growth(True) < 1.5
+    monkeypatch.setattr(native, "_usable", lambda *a: False)
+    assert growth(False) > 3
+
+
+@pytest.fixture
+def fresh_library():
+    """:func:`native._library` rebuilt under the test's environment, and again after it."""
+    native._library.cache_clear()
+    yield
+    native._library.cache_clear()
+
+
+def test_without_a_compiler_the_spec_runs_and_status_says_why(monkeypatch, fresh_library):
+    monkeypatch.setenv("CC", "/nonexistent/r2dn-cc")
+    assert "no C compiler" in native.status() and "/nonexistent/r2dn-cc" in native.status()
+    D11, b, _ = _inputs(5, torch.float64)
+    act = _spec.activation("tanh", xp=xpt)
+    assert native.equilibrium(torch.tril(D11, -1), b, act) is None
+    model = rt.ContractingREN(1, 1, 5, 1, seed=0, dtype=torch.float64)
+    assert torch.isfinite(model.simulate(torch.zeros(2, 1, dtype=torch.float64),
+                                         torch.ones(3, 2, 1, dtype=torch.float64))[1]).all()
+
+
+def test_turned_off_by_the_environment(monkeypatch, fresh_library):
+    monkeypatch.setenv("R2DN_NATIVE", "0")
+    assert native.status() == "turned off by R2DN_NATIVE=0"
+
+
+def test_a_failing_compiler_warns_once_and_falls_back(monkeypatch, fresh_library, tmp_path):
+    monkeypatch.setenv("CC", "false")                 # found on PATH; every compile fails
+    monkeypatch.setenv("R2DN_CACHE", str(tmp_path))
+    with pytest.warns(RuntimeWarning, match="could not compile the torch REN's C loops"):
+        reason = native.status()
+    assert reason.startswith("compiling failed")
+    D11, b, J = _inputs(5, torch.float64)
+    assert native.upper_solve(torch.tril(D11, -1), J, b) is None      # no second warning
+
+
+def test_loops_leave_transforms_and_other_activations_to_the_spec():
+    """Inside torch.func.vmap, on a user callable or on mixed dtypes the loops decline (None),
+    so the spec's differentiable, batchable operations run."""
+    D11, b, J = _inputs(5, torch.float64)
+    L = torch.tril(D11, -1)
+    user = _spec.activation(torch.tanh, xp=xpt)
+    assert native.equilibrium(L, b, user) is None
+    assert native.lower_solve(L, J.float(), b) is None
+    seen = []
+    torch.func.vmap(lambda bb: seen.append(native.lower_solve(L, J[:1], bb[None])) or bb)(b)
+    assert seen == [None]
