@@ -155,3 +155,31 @@ def test_loops_leave_transforms_and_other_activations_to_the_spec():
     seen = []
     torch.func.vmap(lambda bb: seen.append(native.lower_solve(L, J[:1], bb[None])) or bb)(b)
     assert seen == [None]
+
+
+@needs_loops
+def test_rows_split_between_threads_give_the_same_numbers(monkeypatch):
+    """Above PARALLEL_WORK, with two intra-op threads, the rows go to two loop calls (counted),
+    and every output is bitwise the one-thread output."""
+    D11, b, J = _inputs(24, torch.float64, batch=40)
+    L = _spec.substitution_plan(D11, xp=xpt).L
+    act = _spec.activation("sigmoid", xp=xpt)
+
+    def outputs():
+        return (native.equilibrium(L, b, act), native.lower_solve(L, J, b),
+                native.upper_solve(L, J, b))
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = outputs()
+        torch.set_num_threads(2)
+        monkeypatch.setattr(native, "PARALLEL_WORK", 1)
+        used = []
+        pool = native._pool
+        monkeypatch.setattr(native, "_pool", lambda n: used.append(n) or pool(n))
+        two = outputs()
+    finally:
+        torch.set_num_threads(threads)
+    assert used == [2, 2, 2]
+    assert all(torch.equal(a, c) for a, c in zip(one, two))

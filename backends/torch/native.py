@@ -11,7 +11,8 @@ substitutions' *values* only, where the tensors are plain CPU float32/float64 te
 the spec's torch operations run, with the same numbers up to rounding.
 
 The C file is compiled once per machine with the system's C compiler (``$CC``, else ``cc``) into
-``$R2DN_CACHE`` (default ``~/.cache/r2dn``) and loaded with ``ctypes``; the loops release the GIL.
+``$R2DN_CACHE`` (default ``~/.cache/r2dn``) and loaded with ``ctypes``; the loops release the GIL,
+and a large call splits its batch rows between torch's intra-op threads.
 Without a compiler, or with ``R2DN_NATIVE=0`` in the environment, :func:`status` says why and the
 spec's operations run (with a one-time warning when a compiler was wanted and failed).
 """
@@ -26,6 +27,7 @@ import shutil
 import subprocess
 import tempfile
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
 
@@ -38,6 +40,9 @@ FLAGS = ("-O3", "-march=native", "-fopenmp-simd", "-std=c99", "-shared", "-fPIC"
 #: the C loops' activation codes (``substitution.c``); other activations use the spec's loop
 ACTIVATIONS = {"identity": 0, "relu": 1, "tanh": 2, "sigmoid": 3}
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
+#: a loop call with at least this many multiply-adds (batch * nv^2 / 2) splits its batch rows
+#: between torch's intra-op threads; below it, handing the rows out costs more than it saves
+PARALLEL_WORK = 1 << 21
 _I64, _PTR = ctypes.c_int64, ctypes.c_void_p
 
 
@@ -117,16 +122,39 @@ def _usable(L: torch.Tensor, *rows: torch.Tensor) -> bool:
             and _library()[0] is not None)
 
 
+@cache
+def _pool(threads: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="r2dn-native")
+
+
+if hasattr(os, "register_at_fork"):     # a forked child (a DataLoader worker) has no pool threads
+    os.register_at_fork(after_in_child=_pool.cache_clear)
+
+
 def _run(name: str, L: torch.Tensor, rows: tuple[torch.Tensor, ...], *extra: int) -> torch.Tensor:
     """``out`` (like ``rows[-1]``) from the loop ``r2dn_<name>_<dtype>``; L (ld, ld) holds the
-    strict lower triangle in its leading (n, n) block."""
+    strict lower triangle in its leading (n, n) block.
+
+    With more than one torch intra-op thread and at least :data:`PARALLEL_WORK` multiply-adds,
+    the batch rows are split between that many threads (the loops release the GIL; each row's
+    arithmetic is the same either way)."""
     L = L.contiguous()
     rows = tuple(r.contiguous() for r in rows)
     out = torch.empty_like(rows[-1], memory_format=torch.contiguous_format)
     batch, n = out.shape
     fn = getattr(_library()[0], f"r2dn_{name}_{_SUFFIX[L.dtype]}")
-    if fn(batch, n, L.shape[1], L.data_ptr(), *(r.data_ptr() for r in rows), out.data_ptr(),
-          *extra):
+    ptrs, row = [r.data_ptr() for r in rows + (out,)], n * out.element_size()
+
+    def part(lo: int, hi: int) -> int:
+        return fn(hi - lo, n, L.shape[1], L.data_ptr(), *(p + lo * row for p in ptrs), *extra)
+
+    threads = min(torch.get_num_threads(), batch)
+    if threads > 1 and batch * n * n >= 2 * PARALLEL_WORK:
+        cut = [batch * i // threads for i in range(threads + 1)]
+        failed = any(list(_pool(threads).map(part, cut[:-1], cut[1:])))
+    else:
+        failed = part(0, batch)
+    if failed:
         raise MemoryError(f"r2dn: the torch REN's C loop {name} could not allocate {n} x {n} "
                           f"{L.dtype} values of scratch memory")
     return out

@@ -17,6 +17,8 @@
  * function returns 0, or 1 when it could not allocate its scratch copy of L^T.
  *
  * DEFINE_SUBSTITUTIONS writes the functions for one floating type (float: _f32, double: _f64).
+ * Both take tanh in double (the float result is the double one rounded): glibc's tanhf took
+ * 42 ns a call here against tanh's 24 ns, and the equilibrium calls it nv * batch times a step.
  */
 #include <math.h>
 #include <stdint.h>
@@ -24,12 +26,12 @@
 
 enum { ACT_IDENTITY = 0, ACT_RELU = 1, ACT_TANH = 2, ACT_SIGMOID = 3 };
 
-#define DEFINE_SUBSTITUTIONS(T, SUFFIX, TANH, EXP)                                              \
+#define DEFINE_SUBSTITUTIONS(T, SUFFIX, EXP)                                              \
     static inline T act_##SUFFIX(int act, T v)                                                  \
     {                                                                                           \
         switch (act) {                                                                          \
         case ACT_RELU: return v > 0 ? v : (T)0;                                                 \
-        case ACT_TANH: return TANH(v);                                                          \
+        case ACT_TANH: return (T)tanh(v);                                                       \
         case ACT_SIGMOID: return (T)1 / ((T)1 + EXP(-v));                                       \
         default: return v;                                                                      \
         }                                                                                       \
@@ -93,5 +95,5 @@ enum { ACT_IDENTITY = 0, ACT_RELU = 1, ACT_TANH = 2, ACT_SIGMOID = 3 };
         return 0;                                                                               \
     }
 
-DEFINE_SUBSTITUTIONS(float, f32, tanhf, expf)
-DEFINE_SUBSTITUTIONS(double, f64, tanh, exp)
+DEFINE_SUBSTITUTIONS(float, f32, expf)
+DEFINE_SUBSTITUTIONS(double, f64, exp)
