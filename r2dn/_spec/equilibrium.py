@@ -118,11 +118,13 @@ def _blocks(x: Array, K: int, *, xp: Namespace) -> Array:
 
 
 def _pad(x: Array, nvp: int, *, xp: Namespace) -> Array:
-    """(batch, nv) -> (batch, nvp) with zero columns appended, as a product (so an array sharded
-    along the batch stays so, with no unsharded zeros joined to it)."""
+    """(batch, nv) -> (batch, nvp) with zero columns appended. The zeros are ``zeros_like`` of
+    x's own first columns (nvp - nv < nv), so an array sharded along the batch stays so, with no
+    unsharded zeros joined to it (a product with an (nv, nvp) identity, which kept the sharding
+    too, cost as many multiply-adds as the whole substitution at nv 200)."""
     if x.shape[1] == nvp:
         return x
-    return x @ xp.eye(x.shape[1], nvp, dtype=x.dtype, device=_device(x))
+    return xp.concat([x, xp.zeros_like(x[:, :nvp - x.shape[1]])], axis=1)
 
 
 def _columns(x: Array) -> tuple[Array, ...]:
