@@ -30,6 +30,7 @@ paper's (``expressivity_nrmse.png``), time against expressivity 1/NRMSE with fit
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from r2dn_examples.threads import one_blas_thread
 
@@ -175,6 +176,22 @@ def plot_nrmse(rows, backends, s, paper_sizes, smoke, path):
     save_figure(fig, path)
 
 
+def _trained_nrmse(folder: Path) -> dict[tuple[str, int], tuple[float, str]]:
+    """``(family, size) -> (validation NRMSE, backend that trained it)`` from a training run's
+    ``rows.jsonl`` (the first backend's row of each size)."""
+    path = folder / "rows.jsonl"
+    if not path.is_file():
+        raise SystemExit(f"--nrmse-from: {path} does not exist (a --parts train run writes it)")
+    out: dict[tuple[str, int], tuple[float, str]] = {}
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        if "val_nrmse" in row:
+            out.setdefault((row["model"], row["size"]), (row["val_nrmse"], row["backend"]))
+    if not out:
+        raise SystemExit(f"--nrmse-from: {path} has no trained rows")
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = benchmark_parser(__doc__.splitlines()[0], default_out="expressivity",
                          repeats_help="timed runs per case (default 10; --quick 3)")
@@ -186,7 +203,14 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--families", default="ren,r2dn", help="comma-separated subset of ren,r2dn")
     p.add_argument("--max-sizes", type=int, default=None,
                    help="train/time only the first N sizes of each grid (epoch-count studies)")
+    p.add_argument("--nrmse-from", type=Path, default=None, metavar="DIR",
+                   help="with --parts time: the validation NRMSE of each size from an earlier "
+                        "--parts train (or both) run's DIR/rows.jsonl, for the time-vs-"
+                        "expressivity plot (timing on a quieter machine than the training had)")
     args = p.parse_args(argv)
+    trained = _trained_nrmse(args.nrmse_from) if args.nrmse_from else {}
+    if trained and args.parts != "time":
+        p.error("--nrmse-from goes with --parts time (a training run measures its own NRMSE)")
     s = {**PAPER, "epochs": DEFAULT_EPOCHS, **(QUICK if args.quick else {})}
     if args.epochs is not None:
         s["epochs"] = args.epochs
@@ -221,6 +245,11 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"{name} {family} size {size}: NRMSE {100 * t['val_nrmse']:.3f} % after "
                   f"{s['epochs']} epochs ({t['train_seconds']:.0f} s)", flush=True)
         row["num_params"] = num_params(model)
+        if trained:
+            if (family, size) not in trained:
+                raise SystemExit(f"--nrmse-from {args.nrmse_from}: no trained {family} of size "
+                                 f"{size} in its rows.jsonl")
+            row["val_nrmse"], row["nrmse_from"] = trained[family, size]
         if do_time:
             row.update(time_model(bk, model, x0, us, repeats))
         rows.append(row)
@@ -272,11 +301,14 @@ def main(argv: list[str] | None = None) -> dict:
             f: [x["num_params"] for x in rows if x["model"] == f and x["backend"] == backends[0]]
             for f in families if len(grid[f]) == len(PAPER_NRMSE_PCT[f])}
         plot_nrmse(rows, backends, s, paper_sizes, args.quick, args.out / "expressivity_nrmse.png")
-    if do_train and do_time and full_grid:
+    if (do_train or trained) and do_time and full_grid:
+        source = (f"trained {s['epochs']} epochs" if do_train else
+                  f"NRMSE of the {sorted({b for b, _ in trained.values()})} training in "
+                  f"{args.nrmse_from.name}")
         figures["time_vs_expressivity_slopes"] = plot_times(
             rows, backends, lambda x: 1.0 / x["val_nrmse"],
             "expressivity 1 / NRMSE (validation; unitless)",
-            f"{smoke}{shapes}\ntrained {s['epochs']} epochs",
+            f"{smoke}{shapes}\n{source}",
             args.out / "expressivity_time_vs_expressivity.png")
 
     devs = []
@@ -290,6 +322,10 @@ def main(argv: list[str] | None = None) -> dict:
         devs.append("training and validation data from numpy.random.default_rng (seed, and 42 for "
                     "validation), not jax.random: same distributions, other draws; one seed, "
                     "the paper averages five")
+    if trained:
+        devs.append(f"NRMSE from the training run in {args.nrmse_from} (backends "
+                    f"{sorted({b for b, _ in trained.values()})}); both backends train the same "
+                    "model on the same data from the same seed")
     if do_time:
         devs += ["times are CPU medians on this machine (the paper timed JAX on a GPU); torch "
                  "runs the time loop in Python, JAX under lax.scan inside jit",

@@ -81,3 +81,26 @@ def test_f16_missing_data_message(tmp_path):
     assert proc.returncode != 0
     assert "F-16 data is not in" in proc.stderr and "--data" in proc.stderr
     assert not (tmp_path / "out" / "results.json").exists()
+
+
+def test_expressivity_times_against_an_earlier_training(tmp_path):
+    """``--parts time --nrmse-from DIR`` draws time against expressivity from a training run's
+    NRMSE (timing on a quieter machine than the training had); a size the training lacks is an
+    error naming it."""
+    pytest.importorskip("torch")
+    script = str(REPO / "benchmarks" / "expressivity.py")
+    common = ["--quick", "--backend", "torch", "--no-progress"]
+    train = _run([script, *common, "--parts", "train", "--out", str(tmp_path / "train")], tmp_path)
+    assert train.returncode == 0, train.stderr[-3000:]
+    timed = _run([script, *common, "--parts", "time", "--nrmse-from", str(tmp_path / "train"),
+                  "--out", str(tmp_path / "time")], tmp_path)
+    assert timed.returncode == 0, timed.stderr[-3000:]
+    results = json.loads((tmp_path / "time" / "results.json").read_text())
+    assert set(results["figures"]["time_vs_expressivity_slopes"]) >= {"torch/ren/forward"}
+    assert (tmp_path / "time" / "expressivity_time_vs_expressivity.png").stat().st_size > 0
+    assert any("NRMSE from the training run" in d for d in results["deviations_from_paper"])
+    rows = (tmp_path / "train" / "rows.jsonl").read_text().splitlines()
+    (tmp_path / "train" / "rows.jsonl").write_text(rows[0] + "\n")       # one size left
+    lacking = _run([script, *common, "--parts", "time", "--nrmse-from", str(tmp_path / "train"),
+                    "--out", str(tmp_path / "time2")], tmp_path)
+    assert lacking.returncode != 0 and "no trained" in lacking.stderr
