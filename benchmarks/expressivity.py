@@ -192,6 +192,10 @@ def _trained_nrmse(folder: Path) -> dict[tuple[str, int], tuple[float, str]]:
     return out
 
 
+def _trainers(trained: dict[tuple[str, int], tuple[float, str]]) -> str:
+    return ", ".join(sorted({backend for _, backend in trained.values()}))
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = benchmark_parser(__doc__.splitlines()[0], default_out="expressivity",
                          repeats_help="timed runs per case (default 10; --quick 3)")
@@ -303,8 +307,7 @@ def main(argv: list[str] | None = None) -> dict:
         plot_nrmse(rows, backends, s, paper_sizes, args.quick, args.out / "expressivity_nrmse.png")
     if (do_train or trained) and do_time and full_grid:
         source = (f"trained {s['epochs']} epochs" if do_train else
-                  f"NRMSE of the {sorted({b for b, _ in trained.values()})} training in "
-                  f"{args.nrmse_from.name}")
+                  f"NRMSE from the {_trainers(trained)} training in {args.nrmse_from.name}")
         figures["time_vs_expressivity_slopes"] = plot_times(
             rows, backends, lambda x: 1.0 / x["val_nrmse"],
             "expressivity 1 / NRMSE (validation; unitless)",
@@ -324,7 +327,7 @@ def main(argv: list[str] | None = None) -> dict:
                     "the paper averages five")
     if trained:
         devs.append(f"NRMSE from the training run in {args.nrmse_from} (backends "
-                    f"{sorted({b for b, _ in trained.values()})}); both backends train the same "
+                    f"{_trainers(trained)}); both backends train the same "
                     "model on the same data from the same seed")
     if do_time:
         devs += ["times are CPU medians on this machine (the paper timed JAX on a GPU); torch "

@@ -183,3 +183,17 @@ def test_rows_split_between_threads_give_the_same_numbers(monkeypatch):
         torch.set_num_threads(threads)
     assert used == [2, 2, 2]
     assert all(torch.equal(a, c) for a, c in zip(one, two))
+
+
+@needs_loops
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning",
+                            "ignore:`torch.jit.trace` is deprecated:DeprecationWarning")
+def test_jit_trace_records_the_torch_operations():
+    """Under ``torch.jit.trace`` the loops decline, so the trace records the substitution's torch
+    operations and gives the model's output on an input it was not traced with."""
+    model = rt.ContractingREN(1, 1, 8, 1, seed=0, dtype=torch.float64).requires_grad_(False)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.zeros(3, 1, dtype=torch.float64)
+    u, u2 = (torch.randn(3, 1, dtype=torch.float64, generator=gen) for _ in range(2))
+    traced = torch.jit.trace(lambda x, u: model(x, u)[1], (x, u), check_trace=False)
+    assert _rel(traced(x, u2), model(x, u2)[1]) < 1e-13

@@ -116,8 +116,9 @@ def _plain(t: torch.Tensor) -> bool:
 
 
 def _usable(L: torch.Tensor, *rows: torch.Tensor) -> bool:
-    """The loops apply: plain CPU tensors of one float dtype, outside compile tracing."""
-    return (not torch.compiler.is_compiling() and _plain(L)
+    """The loops apply: plain CPU tensors of one float dtype, outside ``torch.compile`` and
+    ``torch.jit.trace`` (which would record the loop's output as a constant)."""
+    return (not torch.compiler.is_compiling() and not torch.jit.is_tracing() and _plain(L)
             and all(_plain(r) and r.dtype == L.dtype and r.ndim == 2 for r in rows)
             and _library()[0] is not None)
 

@@ -13,8 +13,8 @@
  * the neurons still to solve (`feed`): contiguous loops the compiler vectorizes, where a dot
  * product per neuron would be a reduction it may not reorder. The two forward substitutions are
  * one loop (`forward`): y_i = act(s_i + J_i (L y)_i), with J = 1 for the equilibrium and the
- * identity for lower_solve. Outputs do not alias inputs. Each
- * function returns 0, or 1 when it could not allocate its scratch copy of L^T.
+ * identity for lower_solve. Outputs do not alias inputs. Each function returns 0, or 1 when it
+ * could not allocate its scratch copy of L^T.
  *
  * DEFINE_SUBSTITUTIONS writes the functions for one floating type (float: _f32, double: _f64).
  * Both take tanh in double (the float result is the double one rounded): glibc's tanhf took
@@ -26,7 +26,7 @@
 
 enum { ACT_IDENTITY = 0, ACT_RELU = 1, ACT_TANH = 2, ACT_SIGMOID = 3 };
 
-#define DEFINE_SUBSTITUTIONS(T, SUFFIX, EXP)                                              \
+#define DEFINE_SUBSTITUTIONS(T, SUFFIX, EXP)                                                    \
     static inline T act_##SUFFIX(int act, T v)                                                  \
     {                                                                                           \
         switch (act) {                                                                          \
@@ -52,7 +52,7 @@ enum { ACT_IDENTITY = 0, ACT_RELU = 1, ACT_TANH = 2, ACT_SIGMOID = 3 };
         for (int64_t k = from; k < to; ++k) out[k] += a * row[k];                               \
     }                                                                                           \
                                                                                                 \
-    static int forward_##SUFFIX(int64_t batch, int64_t n, int64_t ld, const T *L,              \
+    static int forward_##SUFFIX(int64_t batch, int64_t n, int64_t ld, const T *L,               \
                                 const T *J, const T *s, T *y, int act)                          \
     {                                                                                           \
         T *LT = transpose_##SUFFIX(n, ld, L);                                                   \
