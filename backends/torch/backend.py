@@ -20,7 +20,7 @@ from r2dn.backends import Backend
 from r2dn.config import ModelConfig
 
 from .autograd import BackwardOutsideAutocast, implicit_equilibrium
-from .rollout import compiled, rollout
+from .rollout import autocast_devices, compiled, rollout
 
 
 def _asarray(a: np.ndarray, like: torch.Tensor) -> torch.Tensor:
@@ -64,16 +64,10 @@ def _adapter() -> type:
     return TorchAdapter
 
 
-def _autocast_devices(device: torch.device) -> tuple[str, ...]:
-    """The autocast device types to switch off around a computation on ``device``."""
-    return tuple(dict.fromkeys(t for t in ("cpu", device.type)
-                               if torch.amp.is_autocast_available(t)))
-
-
 def autocast_on(device: torch.device) -> bool:
     """Whether autocast is on for the CPU or for ``device``'s type."""
     return torch.is_autocast_enabled("cpu") or (
-        device.type != "cpu" and device.type in _autocast_devices(device)
+        device.type != "cpu" and device.type in autocast_devices(device)
         and torch.is_autocast_enabled(device.type))
 
 
@@ -81,7 +75,7 @@ def autocast_on(device: torch.device) -> bool:
 def no_autocast(device: torch.device) -> Iterator[None]:
     """Autocast switched off for the CPU and ``device``'s type, where autocast exists."""
     with contextlib.ExitStack() as stack:
-        for kind in _autocast_devices(device):
+        for kind in autocast_devices(device):
             stack.enter_context(torch.autocast(kind, enabled=False))
         yield
 
@@ -142,7 +136,7 @@ def call(model: Any, method: str, args: tuple[Any, ...], chunk: int | None = Non
         out = execute(BACKEND, c, model.explicit, ref, method, _in_dtype(args, ref.dtype), chunk,
                       **options)
     outputs = out if isinstance(out, tuple) else (out,)
-    guarded = BackwardOutsideAutocast.apply(_autocast_devices(ref.device), *outputs)
+    guarded = BackwardOutsideAutocast.apply(autocast_devices(ref.device), *outputs)
     return guarded if isinstance(out, tuple) else guarded[0]
 
 

@@ -127,11 +127,18 @@ class Chunk(torch.autograd.Function):
         return (None, None, None, None, *(next(grads) if need else None for need in needs))
 
 
+def autocast_devices(device: torch.device) -> tuple[str, ...]:
+    """The autocast device types that govern a computation on ``device``: the CPU's and
+    ``device``'s, where autocast exists."""
+    return tuple(dict.fromkeys(t for t in ("cpu", device.type)
+                               if torch.amp.is_autocast_available(t)))
+
+
 def _autocast_state(device: torch.device) -> list[tuple[str, bool, torch.dtype]]:
-    """``(device type, enabled, dtype)`` of autocast for the CPU and ``device``'s type, which a
+    """``(device type, enabled, dtype)`` of autocast for :func:`autocast_devices`, which a
     chunk's backward pass restores to recompute what its forward pass computed."""
-    kinds = dict.fromkeys(k for k in ("cpu", device.type) if torch.amp.is_autocast_available(k))
-    return [(k, torch.is_autocast_enabled(k), torch.get_autocast_dtype(k)) for k in kinds]
+    return [(k, torch.is_autocast_enabled(k), torch.get_autocast_dtype(k))
+            for k in autocast_devices(device)]
 
 
 def _flatten(e: Any) -> tuple[list[torch.Tensor], Callable[[list], Any]]:
