@@ -41,7 +41,7 @@ def test_loops_solve_their_equations_and_equal_the_spec(nv, dtype):
     L = torch.tril(D11, -1)
     for name in native.ACTIVATIONS:
         act = _spec.activation(name, xp=xpt)
-        w = native.equilibrium(plan.L, b, act)
+        w = native.equilibrium(native.transposed(plan.L), b, act)
         assert _rel(w, act.fn(w @ L.T + b)) < TOL[dtype], name           # w = act(L w + b)
         assert _rel(w, _spec.equilibrium(D11, b, act, xp=xpt, plan=plan)) < TOL[dtype], name
     y = native.lower_solve(plan.L, J, b)
@@ -123,7 +123,8 @@ def test_without_a_compiler_the_spec_runs_and_status_says_why(monkeypatch, fresh
     assert "no C compiler" in native.status() and "/nonexistent/r2dn-cc" in native.status()
     D11, b, _ = _inputs(5, torch.float64)
     act = _spec.activation("tanh", xp=xpt)
-    assert native.equilibrium(torch.tril(D11, -1), b, act) is None
+    assert native.transposed(torch.tril(D11, -1)) is None
+    assert native.equilibrium(torch.tril(D11, -1).T, b, act) is None
     model = rt.ContractingREN(1, 1, 5, 1, seed=0, dtype=torch.float64)
     assert torch.isfinite(model.simulate(torch.zeros(2, 1, dtype=torch.float64),
                                          torch.ones(3, 2, 1, dtype=torch.float64))[1]).all()
@@ -150,7 +151,7 @@ def test_loops_leave_transforms_and_other_activations_to_the_spec():
     D11, b, J = _inputs(5, torch.float64)
     L = torch.tril(D11, -1)
     user = _spec.activation(torch.tanh, xp=xpt)
-    assert native.equilibrium(L, b, user) is None
+    assert native.equilibrium(L.T.contiguous(), b, user) is None
     assert native.lower_solve(L, J.float(), b) is None
     seen = []
     torch.func.vmap(lambda bb: seen.append(native.lower_solve(L, J[:1], bb[None])) or bb)(b)
@@ -166,7 +167,7 @@ def test_rows_split_between_threads_give_the_same_numbers(monkeypatch):
     act = _spec.activation("sigmoid", xp=xpt)
 
     def outputs():
-        return (native.equilibrium(L, b, act), native.lower_solve(L, J, b),
+        return (native.equilibrium(native.transposed(L), b, act), native.lower_solve(L, J, b),
                 native.upper_solve(L, J, b))
 
     threads = torch.get_num_threads()
@@ -197,3 +198,19 @@ def test_jit_trace_records_the_torch_operations():
     u, u2 = (torch.randn(3, 1, dtype=torch.float64, generator=gen) for _ in range(2))
     traced = torch.jit.trace(lambda x, u: model(x, u)[1], (x, u), check_trace=False)
     assert _rel(traced(x, u2), model(x, u2)[1]) < 1e-13
+
+
+@needs_loops
+def test_the_transposed_triangle_is_built_once_per_rollout(monkeypatch):
+    """The forward loop's U = L^T is per-rollout work: one :func:`native.transposed` for a
+    6-step rollout, whose six equilibrium calls all get it."""
+    model = rt.ContractingREN(1, 1, 12, 1, seed=0, dtype=torch.float64)
+    built, given = [], []
+    transposed, equilibrium = native.transposed, native.equilibrium
+    monkeypatch.setattr(native, "transposed", lambda L: built.append(transposed(L)) or built[-1])
+    monkeypatch.setattr(native, "equilibrium",
+                        lambda U, b, act: given.append(U) or equilibrium(U, b, act))
+    with torch.no_grad():
+        model.simulate(torch.zeros(2, 1, dtype=torch.float64),
+                       torch.ones(6, 2, 1, dtype=torch.float64))
+    assert len(built) == 1 and len(given) == 6 and all(U is built[0] for U in given)

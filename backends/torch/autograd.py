@@ -152,13 +152,15 @@ def _zero_if_none(t: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
 class Equilibrium(torch.autograd.Function):
     """``w = sigma(D11 w + b)`` for strictly lower-triangular ``D11``, with implicit derivatives.
 
-    ``Equilibrium.apply(D11, b, act, *plan)`` returns the equilibrium ``w`` (batch, nv).
+    ``Equilibrium.apply(D11, b, act, U, *plan)`` returns the equilibrium ``w`` (batch, nv).
 
     Parameters
     ----------
     D11 : torch.Tensor (nv, nv)   strictly lower triangular (the upper part is never read)
     b : torch.Tensor (batch, nv)  the input terms ``C1 x + D12 u + bv``
     act : r2dn._spec.Activation   the slope-restricted activation
+    U : torch.Tensor or None  :func:`r2dn.torch.native.transposed` of the plan's L, for the C
+        loop (built once per rollout; None where the loop does not apply); no gradient
     *plan : torch.Tensor  the :class:`r2dn._spec.SubstitutionPlan` of D11 (no gradient flows
         through it; built once per rollout)
 
@@ -173,8 +175,8 @@ class Equilibrium(torch.autograd.Function):
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(D11, b, act, *plan):
-        w = native.equilibrium(plan[0], b, act)
+    def forward(D11, b, act, U, *plan):
+        w = None if U is None else native.equilibrium(U, b, act)
         if w is None:
             w = _spec.equilibrium(D11, b, act, xp=xp_torch, plan=_spec.SubstitutionPlan(*plan),
                                   unstack=unstack)
@@ -183,7 +185,7 @@ class Equilibrium(torch.autograd.Function):
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple, output: torch.Tensor) -> None:
         D11, b, act = inputs[:3]
-        ctx.act, ctx.plan = act, _spec.SubstitutionPlan(*inputs[3:])
+        ctx.act, ctx.plan = act, _spec.SubstitutionPlan(*inputs[4:])
         ctx.save_for_backward(D11, b, output)
         ctx.save_for_forward(D11, b, output)
 
@@ -192,10 +194,10 @@ class Equilibrium(torch.autograd.Function):
         D11, b, w = ctx.saved_tensors
         slope = activation_slope(ctx.act, D11, b, w)
         gb = slope * _upper(D11, slope, gw, ctx.plan)
-        return (_tril(gb.T @ w), gb, None) + _NO_PLAN_GRADS
+        return (_tril(gb.T @ w), gb, None, None) + _NO_PLAN_GRADS
 
     @staticmethod
-    def jvp(ctx: Any, dD11, db, _dact, *_dplan):
+    def jvp(ctx: Any, dD11, db, _dact, _dU, *_dplan):
         D11, b, w = ctx.saved_tensors
         slope = activation_slope(ctx.act, D11, b, w)
         return _spec.equilibrium_jvp(D11, w, slope, _zero_if_none(dD11, D11),
@@ -251,12 +253,17 @@ def implicit_equilibrium(act: _spec.Activation) -> Callable[..., torch.Tensor]:
 
     Differentiable in ``D11`` and ``b`` by the implicit-function theorem (:class:`Equilibrium`).
     ``plan`` is :func:`r2dn._spec.substitution_plan` of D11, which a rollout builds once
-    (:func:`r2dn._spec.nonlinearity`); it is built here when not given.
+    (:func:`r2dn._spec.nonlinearity`); it is built here when not given. The C loop's transposed
+    triangle (:func:`r2dn.torch.native.transposed`) is built once per plan as well: the hook
+    keeps the last plan's.
     """
+    last: list = [None, None]            # [plan.L, its transpose]: one rollout's, per hook
 
     def equilibrium(D11: torch.Tensor, b: torch.Tensor,
                     plan: _spec.SubstitutionPlan | None = None) -> torch.Tensor:
         plan = _spec.substitution_plan(D11, xp=xp_torch) if plan is None else plan
-        return Equilibrium.apply(D11, b, act, *plan)
+        if last[0] is not plan.L:
+            last[:] = plan.L, native.transposed(plan.L)
+        return Equilibrium.apply(D11, b, act, last[1], *plan)
 
     return equilibrium

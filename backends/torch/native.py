@@ -100,7 +100,7 @@ def _library() -> tuple[ctypes.CDLL | None, str]:
             fn = getattr(lib, f"r2dn_{name}_{suffix}")         # cached on lib (lib[...] is not)
             fn.argtypes = [_I64, _I64, _I64] + ([_PTR] * 3 + [ctypes.c_int] if name == "equilibrium"
                                                 else [_PTR] * 4)
-            fn.restype = ctypes.c_int
+            fn.restype = None
     return lib, "compiled"
 
 
@@ -132,48 +132,52 @@ if hasattr(os, "register_at_fork"):     # a forked child (a DataLoader worker) h
     os.register_at_fork(after_in_child=_pool.cache_clear)
 
 
-def _run(name: str, L: torch.Tensor, rows: tuple[torch.Tensor, ...], *extra: int) -> torch.Tensor:
-    """``out`` (like ``rows[-1]``) from the loop ``r2dn_<name>_<dtype>``; L (ld, ld) holds the
-    strict lower triangle in its leading (n, n) block.
+def _run(name: str, M: torch.Tensor, rows: tuple[torch.Tensor, ...], *extra: int) -> torch.Tensor:
+    """``out`` (like ``rows[-1]``) from the loop ``r2dn_<name>_<dtype>``; M (ld, ld) holds the
+    loop's triangle (L, or U = L^T for the forward substitutions) in its leading (n, n) block.
 
     With more than one torch intra-op thread and at least :data:`PARALLEL_WORK` multiply-adds,
     the batch rows are split between that many threads (the loops release the GIL; each row's
     arithmetic is the same either way)."""
-    L = L.contiguous()
+    M = M.contiguous()
     rows = tuple(r.contiguous() for r in rows)
     out = torch.empty_like(rows[-1], memory_format=torch.contiguous_format)
     batch, n = out.shape
-    fn = getattr(_library()[0], f"r2dn_{name}_{_SUFFIX[L.dtype]}")
+    fn = getattr(_library()[0], f"r2dn_{name}_{_SUFFIX[M.dtype]}")
     ptrs, row = [r.data_ptr() for r in rows + (out,)], n * out.element_size()
 
-    def part(lo: int, hi: int) -> int:
-        return fn(hi - lo, n, L.shape[1], L.data_ptr(), *(p + lo * row for p in ptrs), *extra)
+    def part(lo: int, hi: int) -> None:
+        fn(hi - lo, n, M.shape[1], M.data_ptr(), *(p + lo * row for p in ptrs), *extra)
 
     threads = min(torch.get_num_threads(), batch)
     if threads > 1 and batch * n * n >= 2 * PARALLEL_WORK:
         cut = [batch * i // threads for i in range(threads + 1)]
-        failed = any(list(_pool(threads).map(part, cut[:-1], cut[1:])))
+        list(_pool(threads).map(part, cut[:-1], cut[1:]))
     else:
-        failed = part(0, batch)
-    if failed:
-        raise MemoryError(f"r2dn: the torch REN's C loop {name} could not allocate {n} x {n} "
-                          f"{L.dtype} values of scratch memory")
+        part(0, batch)
     return out
 
 
-def equilibrium(L: torch.Tensor, b: torch.Tensor, act: _spec.Activation) -> torch.Tensor | None:
+def transposed(L: torch.Tensor) -> torch.Tensor | None:
+    """U = L^T, contiguous, for the forward substitutions' loops (which add rows of U), or None
+    where the loops do not apply. A rollout builds it once, with its substitution plan."""
+    return L.T.contiguous() if _usable(L) else None
+
+
+def equilibrium(U: torch.Tensor, b: torch.Tensor, act: _spec.Activation) -> torch.Tensor | None:
     """``w = act(L w + b)`` (:func:`r2dn._spec.equilibrium`) by the C loop, or None where it
-    does not apply. L: the strict lower triangle in a (ld, ld) array, ld >= nv (a
-    :class:`r2dn._spec.SubstitutionPlan`'s ``L``); b (batch, nv)."""
+    does not apply. U: :func:`transposed` of the strict lower triangle L in a (ld, ld) array,
+    ld >= nv (a :class:`r2dn._spec.SubstitutionPlan`'s ``L``); b (batch, nv)."""
     code = ACTIVATIONS.get(act.name)
-    if code is None or not _usable(L, b):
+    if code is None or not _usable(U, b):
         return None
-    return _run("equilibrium", L, (b,), code)
+    return _run("equilibrium", U, (b,), code)
 
 
 def lower_solve(L: torch.Tensor, J: torch.Tensor, s: torch.Tensor) -> torch.Tensor | None:
-    """``y = (I - J L)^-1 s`` (:func:`r2dn._spec.lower_solve`) by the C loop, or None."""
-    return _run("lower_solve", L, (J, s)) if _usable(L, J, s) else None
+    """``y = (I - J L)^-1 s`` (:func:`r2dn._spec.lower_solve`) by the C loop, or None. It
+    transposes L on each call: it runs in double backward only, not in a rollout."""
+    return _run("lower_solve", L.T, (J, s)) if _usable(L, J, s) else None
 
 
 def upper_solve(L: torch.Tensor, J: torch.Tensor, c: torch.Tensor) -> torch.Tensor | None:

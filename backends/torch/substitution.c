@@ -7,22 +7,22 @@
  *   upper_solve   z = c + L^T (J z)          back substitution, last neuron first
  *
  * L is strictly lower triangular, n x n inside a row-major array of leading dimension ld (its
- * diagonal and upper triangle are never read); the batch arrays are row-major (batch, n). Each
- * row of the batch is independent. Each neuron, once solved, adds a multiple of its row of L
- * (back substitution) or of L^T (forward substitutions, from a transposed copy, `transpose`) to
- * the neurons still to solve (`feed`): contiguous loops the compiler vectorizes, where a dot
- * product per neuron would be a reduction it may not reorder. The two forward substitutions are
- * one loop (`forward`): y_i = act(s_i + J_i (L y)_i), with J = 1 for the equilibrium and the
- * identity for lower_solve. Outputs do not alias inputs. Each function returns 0, or 1 when it
- * could not allocate its scratch copy of L^T.
+ * diagonal and upper triangle are never read); the forward substitutions take its transpose
+ * U = L^T instead (strictly upper, the same layout), which the caller builds once per rollout.
+ * The batch arrays are row-major (batch, n); each row of the batch is independent. Each neuron,
+ * once solved, adds a multiple of its row of U (forward) or of L (back substitution) to the
+ * neurons still to solve (`feed`): contiguous loops the compiler vectorizes, where a dot product
+ * per neuron would be a reduction it may not reorder. The two forward substitutions are one loop
+ * (`forward`): y_i = act(s_i + J_i (U^T y)_i), with J = 1 for the equilibrium and the identity
+ * for lower_solve. Outputs do not alias inputs.
  *
  * DEFINE_SUBSTITUTIONS writes the functions for one floating type (float: _f32, double: _f64).
  * Both take tanh in double (the float result is the double one rounded): glibc's tanhf took
  * 42 ns a call here against tanh's 24 ns, and the equilibrium calls it nv * batch times a step.
  */
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
-#include <stdlib.h>
 
 enum { ACT_IDENTITY = 0, ACT_RELU = 1, ACT_TANH = 2, ACT_SIGMOID = 3 };
 
@@ -37,53 +37,40 @@ enum { ACT_IDENTITY = 0, ACT_RELU = 1, ACT_TANH = 2, ACT_SIGMOID = 3 };
         }                                                                                       \
     }                                                                                           \
                                                                                                 \
-    static T *transpose_##SUFFIX(int64_t n, int64_t ld, const T *L)                             \
-    {                                                                                           \
-        T *LT = malloc((size_t)(n > 0 ? n * n : 1) * sizeof(T));                                \
-        if (LT)                                                                                 \
-            for (int64_t i = 0; i < n; ++i)                                                     \
-                for (int64_t k = 0; k < n; ++k) LT[i * n + k] = L[k * ld + i];                  \
-        return LT;                                                                              \
-    }                                                                                           \
-                                                                                                \
     static inline void feed_##SUFFIX(T *out, const T *row, T a, int64_t from, int64_t to)       \
     {                                                                                           \
         _Pragma("omp simd")                                                                     \
         for (int64_t k = from; k < to; ++k) out[k] += a * row[k];                               \
     }                                                                                           \
                                                                                                 \
-    static int forward_##SUFFIX(int64_t batch, int64_t n, int64_t ld, const T *L,               \
-                                const T *J, const T *s, T *y, int act)                          \
+    static void forward_##SUFFIX(int64_t batch, int64_t n, int64_t ld, const T *U,              \
+                                 const T *J, const T *s, T *y, int act)                         \
     {                                                                                           \
-        T *LT = transpose_##SUFFIX(n, ld, L);                                                   \
-        if (!LT) return 1;                                                                      \
         for (int64_t r = 0; r < batch; ++r) {                                                   \
             const T *sr = s + r * n;                                                            \
             T *yr = y + r * n;                                                                  \
             for (int64_t i = 0; i < n; ++i) yr[i] = 0;                                          \
             for (int64_t i = 0; i < n; ++i) {                                                   \
                 yr[i] = act_##SUFFIX(act, sr[i] + (J ? J[r * n + i] : (T)1) * yr[i]);           \
-                feed_##SUFFIX(yr, LT + i * n, yr[i], i + 1, n);                                 \
+                feed_##SUFFIX(yr, U + i * ld, yr[i], i + 1, n);                                 \
             }                                                                                   \
         }                                                                                       \
-        free(LT);                                                                               \
-        return 0;                                                                               \
     }                                                                                           \
                                                                                                 \
-    int r2dn_equilibrium_##SUFFIX(int64_t batch, int64_t n, int64_t ld, const T *L,             \
-                                  const T *b, T *w, int act)                                    \
+    void r2dn_equilibrium_##SUFFIX(int64_t batch, int64_t n, int64_t ld, const T *U,            \
+                                   const T *b, T *w, int act)                                   \
     {                                                                                           \
-        return forward_##SUFFIX(batch, n, ld, L, NULL, b, w, act);                              \
+        forward_##SUFFIX(batch, n, ld, U, NULL, b, w, act);                                     \
     }                                                                                           \
                                                                                                 \
-    int r2dn_lower_solve_##SUFFIX(int64_t batch, int64_t n, int64_t ld, const T *L,             \
-                                  const T *J, const T *s, T *y)                                 \
+    void r2dn_lower_solve_##SUFFIX(int64_t batch, int64_t n, int64_t ld, const T *U,            \
+                                   const T *J, const T *s, T *y)                                \
     {                                                                                           \
-        return forward_##SUFFIX(batch, n, ld, L, J, s, y, ACT_IDENTITY);                        \
+        forward_##SUFFIX(batch, n, ld, U, J, s, y, ACT_IDENTITY);                               \
     }                                                                                           \
                                                                                                 \
-    int r2dn_upper_solve_##SUFFIX(int64_t batch, int64_t n, int64_t ld, const T *L,             \
-                                  const T *J, const T *c, T *z)                                 \
+    void r2dn_upper_solve_##SUFFIX(int64_t batch, int64_t n, int64_t ld, const T *L,            \
+                                   const T *J, const T *c, T *z)                                \
     {                                                                                           \
         for (int64_t r = 0; r < batch; ++r) {                                                   \
             const T *Jr = J + r * n;                                                            \
@@ -92,7 +79,6 @@ enum { ACT_IDENTITY = 0, ACT_RELU = 1, ACT_TANH = 2, ACT_SIGMOID = 3 };
             for (int64_t i = n - 1; i > 0; --i)                                                 \
                 feed_##SUFFIX(zr, L + i * ld, Jr[i] * zr[i], 0, i);                             \
         }                                                                                       \
-        return 0;                                                                               \
     }
 
 DEFINE_SUBSTITUTIONS(float, f32, expf)
