@@ -68,6 +68,31 @@ def test_forward_hooks_see_the_sequence():
     assert seen == [torch.Size([4, 5, 2])]
 
 
+@pytest.mark.parametrize("make", [_r2dn, _ren], ids=["r2dn", "ren"])
+def test_inference_runs_in_pieces_with_the_numpy_reference_numbers(make, monkeypatch):
+    """Under torch.no_grad the eager loop runs the spec's loop over pieces of at most
+    PIECE_BYTES of temporaries (here 3 steps: 3 x batch 5 x (nv 4 + nx 3 + ny 2) x 8 bytes);
+    outputs equal the NumPy reference. With autograd recording it stays one piece."""
+    from r2dn.torch import rollout
+
+    model = make()
+    x0, us = _data()
+    monkeypatch.setattr(rollout, "PIECE_BYTES", 3 * 5 * 9 * 8)
+    pieces = []
+    steps = rollout._steps
+    monkeypatch.setattr(rollout, "_steps", lambda e, nl, x, u: pieces.append(len(u)) or
+                        steps(e, nl, x, u))
+    with torch.no_grad():
+        xT, ys = model.simulate(x0, us)
+    assert pieces == [3, 3, 3, 1]
+    xT_np, ys_np = rnp.convert(model).simulate(x0.numpy(), us.numpy())
+    np.testing.assert_allclose(ys.numpy(), ys_np, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(xT.numpy(), xT_np, rtol=1e-12, atol=1e-12)
+    pieces.clear()
+    model.simulate(x0, us)
+    assert pieces == [10]
+
+
 # -- 5. chunk= ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("make", [_r2dn, _ren], ids=["r2dn", "ren"])

@@ -34,9 +34,10 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 @needs_loops
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
-@pytest.mark.parametrize("nv", [1, 5, 37])      # 37: the plan pads L to 38 (leading dimension)
-def test_loops_solve_their_equations_and_equal_the_spec(nv, dtype):
-    D11, b, J = _inputs(nv, dtype)
+@pytest.mark.parametrize("nv", [1, 5, 7, 37])   # 37: the plan pads L to 38 (leading dimension)
+@pytest.mark.parametrize("batch", [6, 37])      # 37: a block of LANES (32) rows and a partial one
+def test_loops_solve_their_equations_and_equal_the_spec(nv, dtype, batch):
+    D11, b, J = _inputs(nv, dtype, batch)
     plan = _spec.substitution_plan(D11, xp=xpt, block=16)
     L = torch.tril(D11, -1)
     for name in native.ACTIVATIONS:
@@ -159,12 +160,36 @@ def test_loops_leave_transforms_and_other_activations_to_the_spec():
 
 
 @needs_loops
-def test_rows_split_between_threads_give_the_same_numbers(monkeypatch):
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+def test_tanh_is_accurate_to_a_few_units_in_the_last_place(dtype):
+    """The loops' own vectorized tanh (substitution.c) against float64 torch.tanh over
+    [-30, 30], subnormals, zero, infinities and NaN: within 3 units of the dtype's rounding
+    (torch's own float32 tanh is within 1), the right signs and limits, NaN kept. (A -0 input
+    meets the equilibrium as L w + b = 0 + -0 = +0, as in the spec's loop.)"""
+    x = torch.cat([torch.linspace(-30, 30, 100_001, dtype=torch.float64),
+                   torch.logspace(-30, 1.5, 10_001, dtype=torch.float64),
+                   torch.tensor([0.0, 1e-310, -1e-310, float("inf"), -float("inf"), float("nan")],
+                                dtype=torch.float64)]).to(dtype)
+    act = _spec.activation("tanh", xp=xpt)
+    w = native.equilibrium(torch.zeros(1, 1, dtype=dtype), x[:, None], act)[:, 0]   # nv = 1
+    exact = torch.tanh(x.double())
+    finite = ~exact.isnan()
+    ulp = torch.finfo(dtype).eps * exact.abs().clamp_min(torch.finfo(dtype).tiny)
+    assert ((w.double() - exact).abs()[finite] / ulp[finite]).max() <= 3
+    assert w[~finite].isnan().all()
+    signed = finite & (x != 0)                 # +-1e-310 are +-0 in float32
+    assert torch.equal(torch.signbit(w[signed]), torch.signbit(exact[signed]))
+    assert w[-3:-1].tolist() == [1.0, -1.0]
+
+
+@needs_loops
+@pytest.mark.parametrize("act", ["sigmoid", "tanh"])
+def test_rows_split_between_threads_give_the_same_numbers(monkeypatch, act):
     """Above PARALLEL_WORK, with two intra-op threads, the rows go to two loop calls (counted),
     and every output is bitwise the one-thread output."""
     D11, b, J = _inputs(24, torch.float64, batch=40)
     L = _spec.substitution_plan(D11, xp=xpt).L
-    act = _spec.activation("sigmoid", xp=xpt)
+    act = _spec.activation(act, xp=xpt)
 
     def outputs():
         return (native.equilibrium(native.transposed(L), b, act), native.lower_solve(L, J, b),
@@ -214,3 +239,27 @@ def test_the_transposed_triangle_is_built_once_per_rollout(monkeypatch):
         model.simulate(torch.zeros(2, 1, dtype=torch.float64),
                        torch.ones(6, 2, 1, dtype=torch.float64))
     assert len(built) == 1 and len(given) == 6 and all(U is built[0] for U in given)
+
+
+@needs_loops
+def test_without_derivatives_the_loop_runs_without_the_autograd_function(monkeypatch):
+    """Under torch.no_grad the REN hook calls the C loop directly (Equilibrium.apply costs more
+    than the loop at small nv); with autograd recording, forward-mode AD or torch.func it goes
+    through Equilibrium, so every derivative stays the implicit one. Same outputs either way."""
+    from r2dn.torch import autograd
+
+    model = rt.ContractingREN(1, 1, 12, 1, seed=0, dtype=torch.float64)
+    x0, us = torch.zeros(3, 1, dtype=torch.float64), torch.ones(4, 3, 1, dtype=torch.float64)
+    applied = []
+    apply = autograd.Equilibrium.apply
+    monkeypatch.setattr(autograd.Equilibrium, "apply", lambda *a: applied.append(1) or apply(*a))
+    with torch.no_grad():
+        y_plain = model.simulate(x0, us)[1]
+    assert not applied
+    y_graph = model.simulate(x0, us)[1]
+    assert len(applied) == 4 and y_graph.requires_grad
+    assert torch.equal(y_plain, y_graph.detach())
+    applied.clear()
+    with torch.no_grad(), torch.autograd.forward_ad.dual_level():
+        model.simulate(x0, torch.autograd.forward_ad.make_dual(us, torch.ones_like(us)))
+    assert len(applied) == 4

@@ -27,6 +27,7 @@ from typing import Any
 
 import array_api_compat.torch as xp_torch
 import torch
+import torch.autograd.forward_ad as forward_ad
 
 from r2dn import _spec
 
@@ -248,6 +249,13 @@ for _f in (LowerSolve, UpperSolve, Equilibrium, BackwardOutsideAutocast):
     _f.forward.__signature__ = inspect.signature(_f.forward)
 
 
+def _differentiated(*inputs: torch.Tensor) -> bool:
+    """Whether an operation on ``inputs`` may be differentiated: autograd records it, a
+    forward-mode dual level is open, or a ``torch.func`` transform is active."""
+    return ((torch.is_grad_enabled() and any(t.requires_grad for t in inputs))
+            or forward_ad._current_level >= 0 or torch._C._are_functorch_transforms_active())
+
+
 def implicit_equilibrium(act: _spec.Activation) -> Callable[..., torch.Tensor]:
     """The REN models' equilibrium hook ``(D11 (nv, nv), b (batch, nv), plan=None) -> w``.
 
@@ -255,7 +263,9 @@ def implicit_equilibrium(act: _spec.Activation) -> Callable[..., torch.Tensor]:
     ``plan`` is :func:`r2dn._spec.substitution_plan` of D11, which a rollout builds once
     (:func:`r2dn._spec.nonlinearity`); it is built here when not given. The C loop's transposed
     triangle (:func:`r2dn.torch.native.transposed`) is built once per plan as well: the hook
-    keeps the last plan's.
+    keeps the last plan's. Where nothing can differentiate the step (under ``torch.no_grad``, with
+    no forward-mode level or ``torch.func`` transform), the C loop is called without
+    :class:`Equilibrium`, whose ``apply`` costs more than the loop at small nv.
     """
     last: list = [None, None]            # [plan.L, its transpose]: one rollout's, per hook
 
@@ -264,6 +274,9 @@ def implicit_equilibrium(act: _spec.Activation) -> Callable[..., torch.Tensor]:
         plan = _spec.substitution_plan(D11, xp=xp_torch) if plan is None else plan
         if last[0] is not plan.L:
             last[:] = plan.L, native.transposed(plan.L)
-        return Equilibrium.apply(D11, b, act, last[1], *plan)
+        w = None
+        if last[1] is not None and not _differentiated(D11, b):
+            w = native.equilibrium(last[1], b, act)
+        return Equilibrium.apply(D11, b, act, last[1], *plan) if w is None else w
 
     return equilibrium

@@ -30,13 +30,17 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from r2dn import _spec
 
 SOURCE = Path(__file__).with_name("substitution.c")
-FLAGS = ("-O3", "-march=native", "-fopenmp-simd", "-std=c99", "-shared", "-fPIC")
+#: -fno-trapping-math lets the compiler turn the loops' selects into vector blends (see the C file)
+FLAGS = ("-O3", "-march=native", "-fopenmp-simd", "-fno-trapping-math",
+         "-ffp-contract=fast", "-std=c11", "-shared",
+         "-fPIC")
 #: the C loops' activation codes (``substitution.c``); other activations use the spec's loop
 ACTIVATIONS = {"identity": 0, "relu": 1, "tanh": 2, "sigmoid": 3}
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
@@ -44,6 +48,12 @@ _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 #: between torch's intra-op threads; below it, handing the rows out costs more than it saves
 PARALLEL_WORK = 1 << 21
 _I64, _PTR = ctypes.c_int64, ctypes.c_void_p
+#: each loop's arguments after (batch, n, ld)
+_ARGS = {"equilibrium": [_PTR] * 3 + [ctypes.c_int], "lower_solve": [_PTR] * 4,
+         "upper_solve": [_PTR] * 4}
+#: the forward substitutions solve this many batch rows together (LANES in the C file); a
+#: thread's share of the rows is a multiple of it
+LANES = 32
 
 
 def _cache_dir() -> Path:
@@ -98,9 +108,8 @@ def _library() -> tuple[ctypes.CDLL | None, str]:
     for suffix in _SUFFIX.values():
         for name in ("equilibrium", "lower_solve", "upper_solve"):
             fn = getattr(lib, f"r2dn_{name}_{suffix}")         # cached on lib (lib[...] is not)
-            fn.argtypes = [_I64, _I64, _I64] + ([_PTR] * 3 + [ctypes.c_int] if name == "equilibrium"
-                                                else [_PTR] * 4)
-            fn.restype = None
+            fn.argtypes = [_I64, _I64, _I64] + _ARGS[name]
+            fn.restype = ctypes.c_int
     return lib, "compiled"
 
 
@@ -110,7 +119,7 @@ def status() -> str:
 
 
 def _plain(t: torch.Tensor) -> bool:
-    return (t.device.type == "cpu" and t.dtype in _SUFFIX and t.layout == torch.strided
+    return (t.is_cpu and t.dtype in _SUFFIX and t.layout == torch.strided
             and type(t) in (torch.Tensor, torch.nn.Parameter)
             and not torch._C._functorch.is_functorch_wrapped_tensor(t))
 
@@ -143,19 +152,28 @@ def _run(name: str, M: torch.Tensor, rows: tuple[torch.Tensor, ...], *extra: int
     rows = tuple(r.contiguous() for r in rows)
     out = torch.empty_like(rows[-1], memory_format=torch.contiguous_format)
     batch, n = out.shape
-    fn = getattr(_library()[0], f"r2dn_{name}_{_SUFFIX[M.dtype]}")
-    ptrs, row = [r.data_ptr() for r in rows + (out,)], n * out.element_size()
-
-    def part(lo: int, hi: int) -> None:
-        fn(hi - lo, n, M.shape[1], M.data_ptr(), *(p + lo * row for p in ptrs), *extra)
-
-    threads = min(torch.get_num_threads(), batch)
+    fn = _functions(_library()[0])[name, M.dtype]
+    ptrs, ld, row = [r.data_ptr() for r in rows + (out,)], M.shape[1], n * out.element_size()
+    blocks = -(-batch // LANES)
+    threads = min(torch.get_num_threads(), blocks)
     if threads > 1 and batch * n * n >= 2 * PARALLEL_WORK:
-        cut = [batch * i // threads for i in range(threads + 1)]
-        list(_pool(threads).map(part, cut[:-1], cut[1:]))
+        cut = [min(batch, LANES * (blocks * i // threads)) for i in range(threads + 1)]
+        failed = any(_pool(threads).map(
+            lambda lo, hi: fn(hi - lo, n, ld, M.data_ptr(), *(p + lo * row for p in ptrs), *extra),
+            cut[:-1], cut[1:]))
     else:
-        part(0, batch)
+        failed = fn(batch, n, ld, M.data_ptr(), *ptrs, *extra)
+    if failed:
+        raise MemoryError(f"r2dn: the C loop {name} could not allocate its {n} x {LANES} "
+                          "accumulators")
     return out
+
+
+@cache
+def _functions(lib: ctypes.CDLL) -> dict[tuple[str, torch.dtype], Any]:
+    """The library's ctypes functions by (loop name, dtype)."""
+    return {(name, dtype): getattr(lib, f"r2dn_{name}_{suffix}")
+            for name in _ARGS for dtype, suffix in _SUFFIX.items()}
 
 
 def transposed(L: torch.Tensor) -> torch.Tensor | None:

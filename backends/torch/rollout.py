@@ -49,6 +49,14 @@ class Block(NamedTuple):
 
 _COMPILED: dict[str, Block] = {}
 
+#: where nothing records derivatives, the eager loop runs the spec's loop over pieces of the
+#: sequence whose temporaries (input terms, stacked states and neuron outputs) stay below this
+#: many bytes: inference memory does not grow with T, and glibc's allocator keeps serving the
+#: pieces from its heap instead of mapping and page-faulting fresh memory for each rollout (a
+#: third of the torch REN's forward time at nv 200, T 128, batch 64;
+#: benchmarks/README.md#side-by-side-with-the-authors-code-vs_robustnnpy)
+PIECE_BYTES = 1 << 19
+
 
 def _steps(e: Any, nonlinearity: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
            us: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -76,10 +84,22 @@ def _loop(e: Any, nonlinearity: Callable[[torch.Tensor], torch.Tensor], x: torch
     for part in torch.split(us[:whole], block.steps) if whole else ():
         x, y = block.fn(e, nonlinearity, x, part)
         ys.append(y)
-    if whole < us.shape[0]:
-        x, y = _steps(e, nonlinearity, x, us[whole:])
+    rest = us[whole:]
+    for part in torch.split(rest, _piece(e, x)) if rest.shape[0] else ():
+        x, y = _steps(e, nonlinearity, x, part)
         ys.append(y)
     return x, ys[0] if len(ys) == 1 else torch.cat(ys)
+
+
+def _piece(e: Any, x: torch.Tensor) -> int:
+    """Steps per piece of the eager loop: all of them while autograd, forward-mode AD or a
+    ``torch.func`` transform may differentiate the rollout (each piece would add operations to
+    record); else :data:`PIECE_BYTES` worth."""
+    if (torch.is_grad_enabled() or forward_ad._current_level >= 0
+            or torch._C._are_functorch_transforms_active()):
+        return 1 << 62
+    width = e.C1.shape[0] + e.A.shape[0] + e.C2.shape[0]
+    return max(1, PIECE_BYTES // (x.shape[0] * width * x.element_size()))
 
 
 class Chunk(torch.autograd.Function):
