@@ -18,6 +18,7 @@ over robustnn's (below 1: r2dn is faster). Every subprocess gets one BLAS/OpenMP
 
     python benchmarks/vs_robustnn.py --robustnn-python /work/wt/robustnn-venv/bin/python
     python benchmarks/vs_robustnn.py --robustnn-python ... --rounds 1 --repeats 3 --sides jax
+    python benchmarks/vs_robustnn.py --robustnn-python ... --cases ren/forward,ren/gradient
 
 The robustnn side builds its models with ``robustnn.ren.ContractingREN`` /
 ``robustnn.r2dn.ContractingR2DN`` and times ``simulate_sequence`` under ``jax.jit`` (its worker
@@ -66,24 +67,30 @@ def _inputs(s: dict):
     return x0, us
 
 
-def worker_robustnn(s: dict, repeats: int) -> dict:
+def _families(cases: list[str]) -> list[str]:
+    """The model families (``ren``, ``r2dn``) that ``cases`` time, in order."""
+    return list(dict.fromkeys(c.split("/")[0] for c in cases))
+
+
+def worker_robustnn(s: dict, repeats: int, cases: list[str]) -> dict:
     """The authors' models under jax.jit, as their time_expressivity.py builds and times them."""
     import flax.linen as linen
     import jax
     import jax.numpy as jnp
     from robustnn import r2dn, ren
 
-    models = {
-        "ren": ren.ContractingREN(s["nu"], s["nx"], s["ren_nv"], s["ny"], identity_output=True,
-                                  activation=linen.tanh, init_method="random",
-                                  do_polar_param=True),
-        "r2dn": r2dn.ContractingR2DN(s["nu"], s["nx"], s["r2dn_nv"], s["ny"],
-                                     tuple(s["r2dn_hidden"]), identity_output=True,
-                                     activation=linen.relu, init_method="random",
-                                     do_polar_param=True)}
+    build = {
+        "ren": lambda: ren.ContractingREN(s["nu"], s["nx"], s["ren_nv"], s["ny"],
+                                          identity_output=True, activation=linen.tanh,
+                                          init_method="random", do_polar_param=True),
+        "r2dn": lambda: r2dn.ContractingR2DN(s["nu"], s["nx"], s["r2dn_nv"], s["ny"],
+                                             tuple(s["r2dn_hidden"]), identity_output=True,
+                                             activation=linen.relu, init_method="random",
+                                             do_polar_param=True)}
     x0, us = (jnp.asarray(a) for a in _inputs(s))
     out = {"versions": {"jax": jax.__version__, "flax": __import__("flax").__version__}}
-    for name, model in models.items():
+    for name in _families(cases):
+        model = build[name]()
         params = model.init(jax.random.key(0), x0, us[0])
 
         def loss(p, x0, us, model=model):
@@ -92,23 +99,30 @@ def worker_robustnn(s: dict, repeats: int) -> dict:
 
         fwd = jax.jit(lambda p, x0, us, model=model: model.simulate_sequence(p, x0, us)[0])
         grad = jax.jit(jax.grad(loss))
-        out[f"{name}/forward"] = _time(lambda: fwd(params, x0, us), repeats, jax.block_until_ready)
-        out[f"{name}/gradient"] = _time(lambda: grad(params, x0, us), repeats,
-                                        jax.block_until_ready)
+        calls = {"forward": lambda: fwd(params, x0, us), "gradient": lambda: grad(params, x0, us)}
+        _time_cases(out, name, calls, cases, repeats, jax.block_until_ready)
     return out
 
 
-def _r2dn_models(rn, s: dict) -> dict:
-    return {"ren": rn.ContractingREN(s["nu"], s["nx"], s["ren_nv"], s["ny"], activation="tanh",
+def _time_cases(out: dict, name: str, calls: dict, cases: list[str], repeats: int, sync) -> None:
+    """``out[case] = _time(...)`` for the family ``name``'s calls among ``cases``."""
+    for kind, call in calls.items():
+        if f"{name}/{kind}" in cases:
+            out[f"{name}/{kind}"] = _time(call, repeats, sync)
+
+
+def _r2dn_models(rn, s: dict, cases: list[str]) -> dict:
+    build = {"ren": lambda: rn.ContractingREN(s["nu"], s["nx"], s["ren_nv"], s["ny"], activation="tanh",
                                      identity_output=True, init="random", seed=0,
                                      dtype=s["dtype"]),
-            "r2dn": rn.ContractingR2DN(s["nu"], s["nx"], s["r2dn_nv"], s["ny"],
-                                       hidden=tuple(s["r2dn_hidden"]), activation="relu",
-                                       identity_output=True, init="random", seed=0,
-                                       dtype=s["dtype"])}
+             "r2dn": lambda: rn.ContractingR2DN(s["nu"], s["nx"], s["r2dn_nv"], s["ny"],
+                                                hidden=tuple(s["r2dn_hidden"]), activation="relu",
+                                                identity_output=True, init="random", seed=0,
+                                                dtype=s["dtype"])}
+    return {name: build[name]() for name in _families(cases)}
 
 
-def worker_jax(s: dict, repeats: int) -> dict:
+def worker_jax(s: dict, repeats: int, cases: list[str]) -> dict:
     """r2dn's JAX backend: ``simulate`` (its default unroll) under jax.jit; gradient by jax.grad
     with respect to the model (a pytree of its free parameters)."""
     import jax
@@ -125,14 +139,13 @@ def worker_jax(s: dict, repeats: int) -> dict:
     fwd = jax.jit(lambda m, x0, us: m.simulate(x0, us)[0])
     grad = jax.jit(jax.grad(loss))
     out = {"versions": {"jax": jax.__version__}}
-    for name, model in _r2dn_models(rn, s).items():
-        out[f"{name}/forward"] = _time(lambda: fwd(model, x0, us), repeats, jax.block_until_ready)
-        out[f"{name}/gradient"] = _time(lambda: grad(model, x0, us), repeats,
-                                        jax.block_until_ready)
+    for name, model in _r2dn_models(rn, s, cases).items():
+        calls = {"forward": lambda: fwd(model, x0, us), "gradient": lambda: grad(model, x0, us)}
+        _time_cases(out, name, calls, cases, repeats, jax.block_until_ready)
     return out
 
 
-def worker_torch(s: dict, repeats: int, threads: int) -> dict:
+def worker_torch(s: dict, repeats: int, threads: int, cases: list[str]) -> dict:
     """r2dn's torch backend: ``simulate`` under ``torch.no_grad``; gradient by
     ``torch.autograd.grad`` with respect to every parameter that requires grad."""
     import torch
@@ -142,7 +155,7 @@ def worker_torch(s: dict, repeats: int, threads: int) -> dict:
     torch.set_num_threads(threads)
     x0, us = (torch.as_tensor(a) for a in _inputs(s))
     out = {"versions": {"torch": torch.__version__}, "threads": torch.get_num_threads()}
-    for name, model in _r2dn_models(rn, s).items():
+    for name, model in _r2dn_models(rn, s, cases).items():
         params = [p for p in model.parameters() if p.requires_grad]
 
         def fwd(model=model):
@@ -153,14 +166,13 @@ def worker_torch(s: dict, repeats: int, threads: int) -> dict:
             xT, ys = model.simulate(x0, us)
             return torch.autograd.grad((xT**2).mean() + (ys**2).mean(), params)
 
-        out[f"{name}/forward"] = _time(fwd, repeats, lambda v: v)
-        out[f"{name}/gradient"] = _time(grad, repeats, lambda v: v)
+        _time_cases(out, name, {"forward": fwd, "gradient": grad}, cases, repeats, lambda v: v)
     return out
 
 
 # -- the driver ------------------------------------------------------------------------------------
 
-def run_side(side: str, python: str, repeats: int, threads: int,
+def run_side(side: str, python: str, repeats: int, threads: int, cases: list[str],
              cache_dir: Path | None = None) -> dict:
     """One side in a fresh subprocess; its JSON result."""
     env = {**os.environ, **{v: "1" for v in THREAD_VARS}}
@@ -175,7 +187,7 @@ def run_side(side: str, python: str, repeats: int, threads: int,
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
         path = f.name
     cmd = [python, str(Path(__file__).resolve()), "--worker", side, "--repeats", str(repeats),
-           "--threads", str(threads), "--worker-out", path]
+           "--threads", str(threads), "--cases", ",".join(cases), "--worker-out", path]
     proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"vs_robustnn: the {side} side failed (exit {proc.returncode}):\n"
@@ -196,6 +208,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds (median over them)")
     p.add_argument("--repeats", type=int, default=5, help="timed calls per case in a round")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    p.add_argument("--cases", default=",".join(CASES),
+                   help="comma-separated subset of " + ",".join(CASES))
     p.add_argument("--out", type=Path, default=REPO / "out" / "vs_robustnn")
     p.add_argument("--no-jax-cache", action="store_true",
                    help="no persistent JAX compilation cache (<out>/jax_cache/<side>) across rounds")
@@ -203,10 +217,13 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--worker-out", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
+    cases = [c for c in args.cases.split(",") if c]
+    if not cases or set(cases) - set(CASES):
+        p.error(f"--cases: choose from {','.join(CASES)}; got {args.cases!r}")
     if args.worker:
-        fn = {"robustnn": lambda: worker_robustnn(SHAPES, args.repeats),
-              "jax": lambda: worker_jax(SHAPES, args.repeats),
-              "torch": lambda: worker_torch(SHAPES, args.repeats, args.threads)}[args.worker]
+        fn = {"robustnn": lambda: worker_robustnn(SHAPES, args.repeats, cases),
+              "jax": lambda: worker_jax(SHAPES, args.repeats, cases),
+              "torch": lambda: worker_torch(SHAPES, args.repeats, args.threads, cases)}[args.worker]
         args.worker_out.write_text(json.dumps(fn()))
         return {}
 
@@ -224,32 +241,31 @@ def main(argv: list[str] | None = None) -> dict:
         order = sides[r % len(sides):] + sides[:r % len(sides)]
         for side in order:
             t0 = time.perf_counter()
-            rounds[side].append(run_side(side, pythons[side], args.repeats, args.threads,
+            rounds[side].append(run_side(side, pythons[side], args.repeats, args.threads, cases,
                                           None if args.no_jax_cache else args.out / "jax_cache"))
             print(f"round {r + 1}/{args.rounds}: {side} done in {time.perf_counter() - t0:.0f} s",
                   flush=True)
         args.out.mkdir(parents=True, exist_ok=True)          # what is done survives a kill
         (args.out / "rounds.json").write_text(json.dumps(rounds, indent=2) + "\n")
 
-    medians = {s: {c: statistics.median(x[c]["median_s"] for x in rounds[s]) for c in CASES}
+    medians = {s: {c: statistics.median(x[c]["median_s"] for x in rounds[s]) for c in cases}
                for s in sides}
-    ratios = ({s: {c: medians[s][c] / medians["robustnn"][c] for c in CASES}
+    ratios = ({s: {c: medians[s][c] / medians["robustnn"][c] for c in cases}
                for s in sides if s != "robustnn"} if "robustnn" in sides else {})
-    lines = ["| time (ms), median of rounds | " + " | ".join(CASES) + " |",
-             "| --- |" + " --- |" * len(CASES)]
+    lines = ["| time (ms), median of rounds | " + " | ".join(cases) + " |",
+             "| --- |" + " --- |" * len(cases)]
     for s in sides:
-        lines.append(f"| {s} | " + " | ".join(f"{1e3 * medians[s][c]:.1f}" for c in CASES) + " |")
+        lines.append(f"| {s} | " + " | ".join(f"{1e3 * medians[s][c]:.1f}" for c in cases) + " |")
     if ratios:
-        lines += ["", "| r2dn / robustnn | forward | gradient |", "| --- | --- | --- |"]
+        lines += ["", "| r2dn / robustnn | " + " | ".join(cases) + " |",
+                  "| --- |" + " --- |" * len(cases)]
         for s in ratios:
-            for fam in ("ren", "r2dn"):
-                lines.append(f"| {s} {fam.upper()} | {ratios[s][f'{fam}/forward']:.2f} | "
-                             f"{ratios[s][f'{fam}/gradient']:.2f} |")
+            lines.append(f"| {s} | " + " | ".join(f"{ratios[s][c]:.2f}" for c in cases) + " |")
     print("\n".join(lines))
     result = {"script": "benchmarks/vs_robustnn.py", "argv": sys.argv[1:], "shapes": SHAPES,
               "rounds": args.rounds, "repeats": args.repeats, "torch_threads": args.threads,
               "median_s": medians, "ratio_r2dn_over_robustnn": ratios,
-              "first_call_s": {s: {c: [x[c]["first_s"] for x in rounds[s]] for c in CASES}
+              "first_call_s": {s: {c: [x[c]["first_s"] for x in rounds[s]] for c in cases}
                                for s in sides},
               "per_round": rounds, "cpu_load_before": list(load_before),
               "cpu_load_after": list(os.getloadavg()), "cpus": os.cpu_count()}

@@ -72,7 +72,8 @@ def test_forward_hooks_see_the_sequence():
 def test_inference_runs_in_pieces_with_the_numpy_reference_numbers(make, monkeypatch):
     """Under torch.no_grad the eager loop runs the spec's loop over pieces of at most
     PIECE_BYTES of temporaries (here 3 steps: 3 x batch 5 x (nv 4 + nx 3 + ny 2) x 8 bytes);
-    outputs equal the NumPy reference. With autograd recording it stays one piece."""
+    outputs equal the NumPy reference. With autograd recording it stays one piece; with grad
+    mode on but nothing requiring grad, nothing records, so pieces again."""
     from r2dn.torch import rollout
 
     model = make()
@@ -91,6 +92,10 @@ def test_inference_runs_in_pieces_with_the_numpy_reference_numbers(make, monkeyp
     pieces.clear()
     model.simulate(x0, us)
     assert pieces == [10]
+    pieces.clear()
+    model.requires_grad_(False)
+    model.simulate(x0, us)
+    assert pieces == [3, 3, 3, 1]
 
 
 # -- 5. chunk= ----------------------------------------------------------------------------------

@@ -249,9 +249,10 @@ for _f in (LowerSolve, UpperSolve, Equilibrium, BackwardOutsideAutocast):
     _f.forward.__signature__ = inspect.signature(_f.forward)
 
 
-def _differentiated(*inputs: torch.Tensor) -> bool:
-    """Whether an operation on ``inputs`` may be differentiated: autograd records it, a
-    forward-mode dual level is open, or a ``torch.func`` transform is active."""
+def differentiated(*inputs: torch.Tensor) -> bool:
+    """Whether an operation on ``inputs`` may be differentiated: autograd records it (grad mode
+    on and an input requires grad), a forward-mode dual level is open, or a ``torch.func``
+    transform is active."""
     return ((torch.is_grad_enabled() and any(t.requires_grad for t in inputs))
             or forward_ad._current_level >= 0 or torch._C._are_functorch_transforms_active())
 
@@ -275,7 +276,7 @@ def implicit_equilibrium(act: _spec.Activation) -> Callable[..., torch.Tensor]:
         if last[0] is not plan.L:
             last[:] = plan.L, native.transposed(plan.L)
         w = None
-        if last[1] is not None and not _differentiated(D11, b):
+        if last[1] is not None and not differentiated(D11, b):
             w = native.equilibrium(last[1], b, act)
         return Equilibrium.apply(D11, b, act, last[1], *plan) if w is None else w
 

@@ -38,9 +38,8 @@ from r2dn import _spec
 
 SOURCE = Path(__file__).with_name("substitution.c")
 #: -fno-trapping-math lets the compiler turn the loops' selects into vector blends (see the C file)
-FLAGS = ("-O3", "-march=native", "-fopenmp-simd", "-fno-trapping-math",
-         "-ffp-contract=fast", "-std=c11", "-shared",
-         "-fPIC")
+FLAGS = ("-O3", "-march=native", "-fopenmp-simd", "-fno-trapping-math", "-ffp-contract=fast",
+         "-std=c11", "-shared", "-fPIC")
 #: the C loops' activation codes (``substitution.c``); other activations use the spec's loop
 ACTIVATIONS = {"identity": 0, "relu": 1, "tanh": 2, "sigmoid": 3}
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
@@ -158,9 +157,9 @@ def _run(name: str, M: torch.Tensor, rows: tuple[torch.Tensor, ...], *extra: int
     threads = min(torch.get_num_threads(), blocks)
     if threads > 1 and batch * n * n >= 2 * PARALLEL_WORK:
         cut = [min(batch, LANES * (blocks * i // threads)) for i in range(threads + 1)]
-        failed = any(_pool(threads).map(
+        failed = any(list(_pool(threads).map(      # list: every part has finished before `out`
             lambda lo, hi: fn(hi - lo, n, ld, M.data_ptr(), *(p + lo * row for p in ptrs), *extra),
-            cut[:-1], cut[1:]))
+            cut[:-1], cut[1:])))                    # is returned or dropped
     else:
         failed = fn(batch, n, ld, M.data_ptr(), *ptrs, *extra)
     if failed:

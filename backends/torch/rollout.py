@@ -29,6 +29,8 @@ from torch.utils.checkpoint import checkpoint
 
 from r2dn import _spec
 
+from .autograd import differentiated
+
 #: default steps per compiled block (a compiled call costs a fixed overhead: guards, the autograd
 #: wrapper, buffer allocation; a block pays it once per K steps; benchmarks/torch_compile.py)
 BLOCK = 4
@@ -85,18 +87,17 @@ def _loop(e: Any, nonlinearity: Callable[[torch.Tensor], torch.Tensor], x: torch
         x, y = block.fn(e, nonlinearity, x, part)
         ys.append(y)
     rest = us[whole:]
-    for part in torch.split(rest, _piece(e, x)) if rest.shape[0] else ():
+    for part in torch.split(rest, _piece(e, x, us)) if rest.shape[0] else ():
         x, y = _steps(e, nonlinearity, x, part)
         ys.append(y)
     return x, ys[0] if len(ys) == 1 else torch.cat(ys)
 
 
-def _piece(e: Any, x: torch.Tensor) -> int:
-    """Steps per piece of the eager loop: all of them while autograd, forward-mode AD or a
-    ``torch.func`` transform may differentiate the rollout (each piece would add operations to
-    record); else :data:`PIECE_BYTES` worth."""
-    if (torch.is_grad_enabled() or forward_ad._current_level >= 0
-            or torch._C._are_functorch_transforms_active()):
+def _piece(e: Any, x: torch.Tensor, us: torch.Tensor) -> int:
+    """Steps per piece of the eager loop: all of them while the rollout may be differentiated
+    (:func:`r2dn.torch.autograd.differentiated`; each piece would add operations to record);
+    else :data:`PIECE_BYTES` worth."""
+    if differentiated(x, us, *(t for t in pytree.tree_leaves(e) if isinstance(t, torch.Tensor))):
         return 1 << 62
     width = e.C1.shape[0] + e.A.shape[0] + e.C2.shape[0]
     return max(1, PIECE_BYTES // (x.shape[0] * width * x.element_size()))
