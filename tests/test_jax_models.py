@@ -471,3 +471,16 @@ def test_module_docstring_examples_run():
     import r2dn.jax
     result = doctest.testmod(r2dn.jax, optionflags=doctest.ELLIPSIS, verbose=False)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_a_jax_older_than_the_minimum_is_refused_with_the_fix_named():
+    """r2dn.jax checks the installed JAX at import: 0.9.2 lacks ``manual_axis_type`` and 0.10.0
+    fails explicit-mesh gradients (both found by running this suite on them), so they raise an
+    ImportError that names the needed version and the pip command; the minimum and this
+    environment's JAX pass."""
+    for old in ("0.9.2", "0.10.0"):
+        with pytest.raises(ImportError, match=rf"jax >= 0\.10\.1; this environment has jax {old}"
+                                              r".*pip install -U 'jax>=0\.10\.1'"):
+            rj._check_jax(old)
+    rj._check_jax(".".join(map(str, rj.MIN_JAX)))
+    rj._check_jax(jax.__version__)

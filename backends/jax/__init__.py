@@ -29,15 +29,39 @@ then cast). Flax NNX: :mod:`r2dn.jax.nnx` (the ``r2dn[flax]`` extra). Guide:
 ('ContractingR2DN', True)
 """
 
+import re as _re
+
+import jax as _jax
+
 from r2dn import families as _families
 
-from .gain import empirical_gain
-from .models import (CLASSES, INIT_ONLY_FIELDS, JaxModel, convert, ensemble, from_direct, load,
-                     structure_config)
-from .rollout import CPU_FAST_COMPILE_OPTIONS, MATMUL_PRECISION, fast_compile_options
+#: the oldest JAX this backend runs on: it reads ``jax.typeof(x).manual_axis_type`` (new in jax
+#: 0.10.0), and gradients of a batch sharded over an explicit-axis mesh need jax 0.10.1 (on 0.10.0
+#: they raise ShardingTypeError). Found by running the JAX tests on 0.8.0, 0.9.2, 0.10.0 and 0.10.1.
+MIN_JAX = (0, 10, 1)
+
+
+def _check_jax(version: str) -> None:
+    """Raise ImportError, naming the fix, when ``version`` is older than :data:`MIN_JAX`."""
+    found = tuple(int(part) for part in _re.findall(r"\d+", version)[:3])
+    if found < MIN_JAX:
+        need = ".".join(map(str, MIN_JAX))
+        raise ImportError(f"r2dn.jax needs jax >= {need}; this environment has jax {version}. "
+                          f"Upgrade it: pip install -U 'jax>={need}' (or pip install -U "
+                          "'r2dn[jax]').")
+
+
+_check_jax(_jax.__version__)
+
+from .gain import empirical_gain  # noqa: E402
+from .models import (CLASSES, INIT_ONLY_FIELDS, JaxModel, convert, ensemble,  # noqa: E402
+                     from_direct, load, structure_config)
+from .rollout import (CPU_FAST_COMPILE_OPTIONS, MATMUL_PRECISION,  # noqa: E402
+                      fast_compile_options)
 
 __all__ = [
-    "CPU_FAST_COMPILE_OPTIONS", "INIT_ONLY_FIELDS", "JaxModel", "MATMUL_PRECISION", "convert",
+    "CPU_FAST_COMPILE_OPTIONS", "INIT_ONLY_FIELDS", "JaxModel", "MATMUL_PRECISION", "MIN_JAX",
+    "convert",
     "empirical_gain", "ensemble", "fast_compile_options", "from_direct", "load",
     "structure_config", *_families.names(),
 ]
