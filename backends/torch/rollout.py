@@ -86,8 +86,11 @@ def _loop(e: Any, nonlinearity: Callable[[torch.Tensor], torch.Tensor], x: torch
     for part in torch.split(us[:whole], block.steps) if whole else ():
         x, y = block.fn(e, nonlinearity, x, part)
         ys.append(y)
-    rest = us[whole:]
-    for part in torch.split(rest, _piece(e, x, us)) if rest.shape[0] else ():
+    rest, piece = us[whole:], _piece(e, x, us)
+    # one piece (every differentiated rollout) is the sequence itself: no split op to record
+    parts = () if not rest.shape[0] else (rest,) if piece >= rest.shape[0] else torch.split(
+        rest, piece)
+    for part in parts:
         x, y = _steps(e, nonlinearity, x, part)
         ys.append(y)
     return x, ys[0] if len(ys) == 1 else torch.cat(ys)
