@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 
 import array_api_compat.torch as xpt  # noqa: E402
 import r2dn.torch as rt  # noqa: E402
-from r2dn import _spec  # noqa: E402
+from r2dn import _native, _spec  # noqa: E402
 from r2dn.torch import native  # noqa: E402
 
 needs_loops = pytest.mark.skipif(native.status() != "compiled",
@@ -113,10 +113,10 @@ def test_operator_calls_do_not_grow_with_nv(monkeypatch):
 
 @pytest.fixture
 def fresh_library():
-    """:func:`native._library` rebuilt under the test's environment, and again after it."""
-    native._library.cache_clear()
+    """:func:`r2dn._native.c_library` rebuilt under the test's environment, and again after it."""
+    _native.c_library.cache_clear()
     yield
-    native._library.cache_clear()
+    _native.c_library.cache_clear()
 
 
 def test_without_a_compiler_the_spec_runs_and_status_says_why(monkeypatch, fresh_library):

@@ -20,6 +20,8 @@ from jax import lax
 
 from r2dn import _spec
 
+from . import native
+
 #: Matmul precision of every model computation. The certificates of docs/math/certificates.md#dissipation-matrix assume
 #: full-precision arithmetic; on GPUs JAX's default precision may run float32 matmuls in TF32 or
 #: bf16 passes, which can break a certificate, so the models always trace with this precision.
@@ -139,7 +141,8 @@ def equilibrium_layer(activation: str | Callable[[Any], Any]) -> Callable[..., A
     ``jax.custom_jvp``.
 
     The forward pass is ``_spec.equilibrium`` with its loop over blocks of neurons under
-    ``lax.scan``. The tangent rule is the implicit-function theorem: ``dw = (I - J L)^-1 J
+    ``lax.scan``, or on the CPU the same substitution as one custom call into a C loop
+    (:mod:`r2dn.jax.native`). The tangent rule is the implicit-function theorem: ``dw = (I - J L)^-1 J
     (dL w + db)`` (``_spec.tangent_system``), solved by ``lax.custom_linear_solve`` with the
     spec's forward substitution (``_spec.lower_solve``) and, for its transpose, the back
     substitution (``_spec.upper_solve``). JAX transposes the tangent for reverse mode by calling
@@ -167,7 +170,8 @@ def equilibrium_layer(activation: str | Callable[[Any], Any]) -> Callable[..., A
     @jax.custom_jvp
     def ren_equilibrium(D11, b, plan):
         with full_precision():
-            return _spec.equilibrium(D11, b, act, xp=jnp, plan=plan, scan=lax_scan)
+            return native.equilibrium(D11, b, act, lambda D11, b: _spec.equilibrium(
+                D11, b, act, xp=jnp, plan=plan, scan=lax_scan))
 
     @ren_equilibrium.defjvp
     def ren_equilibrium_jvp(primals, tangents):

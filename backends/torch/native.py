@@ -4,117 +4,40 @@ The REN equilibrium is a substitution over its nv neurons, one after the other. 
 operations (:mod:`r2dn._spec.equilibrium`), each neuron costs a few operator calls, so a step's
 operator count grows with nv and an eager rollout is dispatch-bound. On CPU tensors the
 :class:`~r2dn.torch.autograd.Equilibrium` Functions instead call one C loop per substitution
-(``substitution.c``, beside this file): a fixed handful of operator calls per step whatever nv is.
+(:mod:`r2dn._native`'s ``substitution.c``): a fixed handful of operator calls per step whatever nv is.
 The maths, the derivatives and every transform stay the spec's: the loops replace the three
 substitutions' *values* only, where the tensors are plain CPU float32/float64 tensors outside
 ``torch.func`` transforms and ``torch.compile`` tracing. Everywhere else (CUDA, vmap, compile)
 the spec's torch operations run, with the same numbers up to rounding.
 
 The C file is compiled once per machine with the system's C compiler (``$CC``, else ``cc``) into
-``$R2DN_CACHE`` (default ``~/.cache/r2dn``) and loaded with ``ctypes``; the loops release the GIL,
-and a large call splits its batch rows between torch's intra-op threads.
+``$R2DN_CACHE`` (default ``~/.cache/r2dn``) and loaded with ``ctypes`` (:func:`r2dn._native.c_library`);
+the loops release the GIL, and a large call splits its batch rows between torch's intra-op threads.
 Without a compiler, or with ``R2DN_NATIVE=0`` in the environment, :func:`status` says why and the
 spec's operations run (with a one-time warning when a compiler was wanted and failed).
 """
 
 from __future__ import annotations
 
-import ctypes
-import hashlib
 import os
-import platform
-import shutil
-import subprocess
-import tempfile
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from r2dn import _spec
+from r2dn import _native, _spec
+from r2dn._native import ACTIVATIONS, LANES
 
-SOURCE = Path(__file__).with_name("substitution.c")
-#: -fno-trapping-math lets the compiler turn the loops' selects into vector blends (see the C file)
-FLAGS = ("-O3", "-march=native", "-fopenmp-simd", "-fno-trapping-math", "-ffp-contract=fast",
-         "-std=c11", "-shared", "-fPIC")
-#: the C loops' activation codes (``substitution.c``); other activations use the spec's loop
-ACTIVATIONS = {"identity": 0, "relu": 1, "tanh": 2, "sigmoid": 3}
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 #: a loop call with at least this many multiply-adds (batch * nv^2 / 2) splits its batch rows
 #: between torch's intra-op threads; below it, handing the rows out costs more than it saves
 PARALLEL_WORK = 1 << 21
-_I64, _PTR = ctypes.c_int64, ctypes.c_void_p
-#: each loop's arguments after (batch, n, ld)
-_ARGS = {"equilibrium": [_PTR] * 3 + [ctypes.c_int], "lower_solve": [_PTR] * 4,
-         "upper_solve": [_PTR] * 4}
-#: the forward substitutions solve this many batch rows together (LANES in the C file); a
-#: thread's share of the rows is a multiple of it
-LANES = 32
-
-
-def _cache_dir() -> Path:
-    return Path(os.environ.get("R2DN_CACHE") or Path.home() / ".cache" / "r2dn")
-
-
-def _cpu() -> str:
-    """What ``-march=native`` compiles for: the CPU's model and instruction-set flags."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return platform.processor()
-    return "\n".join(sorted({ln for ln in lines if ln.startswith(("model name", "flags"))}))
-
-
-def _build(compiler: str) -> Path:
-    """The shared library of ``substitution.c`` for this compiler and machine, compiled unless
-    cached (keyed by the source, the compiler's version, the flags and the CPU: a cache shared
-    between machines never hands one a library built for another's instruction set)."""
-    version = subprocess.run([compiler, "--version"], capture_output=True, text=True,
-                             timeout=60).stdout
-    key = hashlib.sha256("\0".join([SOURCE.read_text(), version, *FLAGS, platform.machine(),
-                                    platform.system(), _cpu()]).encode()).hexdigest()[:16]
-    target = _cache_dir() / f"substitution-{key}.so"
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:   # rename: atomic for
-            built = Path(tmp) / target.name                          # processes racing here
-            subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", str(built), "-lm"],
-                           check=True, capture_output=True, text=True, timeout=300)
-            os.replace(built, target)
-    return target
-
-
-@cache
-def _library() -> tuple[ctypes.CDLL | None, str]:
-    """``(library, reason)``: the loaded loops, or None and why not (built once per process)."""
-    if os.environ.get("R2DN_NATIVE", "1") == "0":
-        return None, "turned off by R2DN_NATIVE=0"
-    compiler = shutil.which(os.environ.get("CC", "cc"))
-    if compiler is None:
-        return None, f"no C compiler ({os.environ.get('CC', 'cc')!r} is not on PATH)"
-    try:
-        lib = ctypes.CDLL(str(_build(compiler)))
-    except (OSError, subprocess.SubprocessError) as e:
-        detail = getattr(e, "stderr", None) or str(e)
-        warnings.warn(f"r2dn: could not compile the torch REN's C loops with {compiler} "
-                      f"({detail.strip()[:300]}); the REN equilibrium runs as torch operations, "
-                      "neuron by neuron (the same numbers, slower). Set R2DN_NATIVE=0 to skip "
-                      "the attempt.", RuntimeWarning, stacklevel=3)
-        return None, f"compiling failed: {detail.strip()[:300]}"
-    for suffix in _SUFFIX.values():
-        for name in ("equilibrium", "lower_solve", "upper_solve"):
-            fn = getattr(lib, f"r2dn_{name}_{suffix}")         # cached on lib (lib[...] is not)
-            fn.argtypes = [_I64, _I64, _I64] + _ARGS[name]
-            fn.restype = ctypes.c_int
-    return lib, "compiled"
 
 
 def status() -> str:
     """Whether the C loops run here: ``"compiled"``, or the reason they do not."""
-    return _library()[1]
+    return _native.c_library()[1]
 
 
 def _plain(t: torch.Tensor) -> bool:
@@ -128,7 +51,7 @@ def _usable(L: torch.Tensor, *rows: torch.Tensor) -> bool:
     ``torch.jit.trace`` (which would record the loop's output as a constant)."""
     return (not torch.compiler.is_compiling() and not torch.jit.is_tracing() and _plain(L)
             and all(_plain(r) and r.dtype == L.dtype and r.ndim == 2 for r in rows)
-            and _library()[0] is not None)
+            and _native.c_library()[0] is not None)
 
 
 @cache
@@ -151,7 +74,7 @@ def _run(name: str, M: torch.Tensor, rows: tuple[torch.Tensor, ...], *extra: int
     rows = tuple(r.contiguous() for r in rows)
     out = torch.empty_like(rows[-1], memory_format=torch.contiguous_format)
     batch, n = out.shape
-    fn = _functions(_library()[0])[name, M.dtype]
+    fn = _functions(_native.c_library()[0])[name, M.dtype]
     ptrs, ld, row = [r.data_ptr() for r in rows + (out,)], M.shape[1], n * out.element_size()
     blocks = -(-batch // LANES)
     threads = min(torch.get_num_threads(), blocks)
@@ -172,7 +95,7 @@ def _run(name: str, M: torch.Tensor, rows: tuple[torch.Tensor, ...], *extra: int
 def _functions(lib: ctypes.CDLL) -> dict[tuple[str, torch.dtype], Any]:
     """The library's ctypes functions by (loop name, dtype)."""
     return {(name, dtype): getattr(lib, f"r2dn_{name}_{suffix}")
-            for name in _ARGS for dtype, suffix in _SUFFIX.items()}
+            for name in _native.ARGS for dtype, suffix in _SUFFIX.items()}
 
 
 def transposed(L: torch.Tensor) -> torch.Tensor | None:

@@ -1,0 +1,112 @@
+"""The REN equilibrium's compiled C loop as an XLA custom call, for rollouts on the CPU.
+
+Traced with ``lax.scan`` (:mod:`r2dn._spec.equilibrium`), each step's equilibrium is an inner
+loop over blocks of neurons, and on XLA's CPU runtime every iteration of a rolled loop costs
+about 10 microseconds whatever it computes: at nv = 200 (13 blocks) the loop overhead alone was
+most of a forward rollout. Here the equilibrium's *value* is one custom call into the loop of
+:mod:`r2dn._native` (``substitution.c``; the handler is ``xla_ffi.cc``), registered with
+``jax.ffi``.
+
+It is a JAX primitive, ``r2dn_ren_equilibrium`` (D11, b -> w), not a bare ``ffi_call``: JAX drops
+a ``custom_jvp`` rule when it partially evaluates a gradient's forward pass, so forward-over-
+reverse derivatives (``jax.jvp(jax.grad(f))``, ``jax.hessian``) differentiate the primal
+itself, and a bare custom call has no derivative. The primitive's JVP is the implicit-function
+rule of :func:`r2dn.jax.rollout.equilibrium_layer` (which calls the primitive for its primal), at
+every order; ``jax.vmap`` stacks the problems (D11 broadcast where unbatched) and the loop solves
+them one after the other. Lowered for the CPU it is the custom call; for any other platform the
+spec's loop over blocks of neurons. It applies to the named activations of ``substitution.c`` in
+float32 and float64. The library is compiled on first use with the system's C and C++ compilers
+against jaxlib's FFI headers and cached in ``$R2DN_CACHE``; without the compilers, or with
+``R2DN_NATIVE=0``, :func:`status` says why and the spec's loop runs, unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cache, partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.extend.core import Primitive
+from jax.interpreters import ad, batching, mlir
+
+from r2dn import _native, _spec
+
+TARGET = "r2dn_equilibrium_{}"
+_SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
+
+
+@cache
+def _registered() -> str:
+    """Build the library and register its handlers with XLA (once per process); the status."""
+    lib, reason = _native.xla_library(jax.ffi.include_dir())
+    if lib is None:
+        return reason
+    for suffix in _SUFFIX.values():
+        handler = getattr(lib, f"r2dn_xla_equilibrium_{suffix}")
+        jax.ffi.register_ffi_target(TARGET.format(suffix), jax.ffi.pycapsule(handler),
+                                    platform="cpu")
+    return "compiled"
+
+
+def status() -> str:
+    """Whether the custom call runs here: ``"compiled"``, or the reason it does not."""
+    return _registered()
+
+
+def _vectorized(f: Callable[[Any, Any], Any], ndim: int) -> Callable[[Any, Any], Any]:
+    """``f(D11 (nv, nv), b (batch, nv))`` over ``ndim - 2`` leading dimensions of both."""
+    for _ in range(ndim - 2):
+        f = jax.vmap(f)
+    return f
+
+
+def _custom_call(D11: Any, b: Any, *, activation: str) -> Any:
+    suffix = _SUFFIX[np.dtype(b.dtype)]
+    call = jax.ffi.ffi_call(TARGET.format(suffix), jax.ShapeDtypeStruct(b.shape, b.dtype))
+    return call(jnp.swapaxes(D11, -1, -2), b, activation=np.int32(_native.ACTIVATIONS[activation]))
+
+
+def _spec_loop(D11: Any, b: Any, *, activation: str) -> Any:
+    from .rollout import full_precision, lax_scan
+    act = _spec.activation(activation, xp=jnp)
+    with full_precision():
+        return _vectorized(lambda D, v: _spec.equilibrium(D, v, act, xp=jnp, scan=lax_scan),
+                           b.ndim)(D11, b)
+
+
+def _jvp(primals: tuple, tangents: tuple, *, activation: str) -> tuple[Any, Any]:
+    from .rollout import equilibrium_layer
+    tangents = tuple(ad.instantiate_zeros(t) for t in tangents)
+    return jax.jvp(_vectorized(equilibrium_layer(activation), primals[1].ndim), primals, tangents)
+
+
+def _batch(args: tuple, dims: tuple, *, activation: str) -> tuple[Any, int]:
+    size = next(x.shape[d] for x, d in zip(args, dims) if d is not None)
+    D11, b = (jnp.broadcast_to(x, (size, *x.shape)) if d is None else jnp.moveaxis(x, d, 0)
+              for x, d in zip(args, dims))
+    return equilibrium_p.bind(D11, b, activation=activation), 0
+
+
+equilibrium_p = Primitive("r2dn_ren_equilibrium")
+equilibrium_p.def_impl(lambda D11, b, *, activation: jax.jit(
+    partial(equilibrium_p.bind, activation=activation))(D11, b))
+equilibrium_p.def_abstract_eval(lambda D11, b, *, activation: b)
+ad.primitive_jvps[equilibrium_p] = _jvp
+batching.primitive_batchers[equilibrium_p] = _batch
+mlir.register_lowering(equilibrium_p, mlir.lower_fun(_spec_loop, multiple_results=False))
+mlir.register_lowering(equilibrium_p, mlir.lower_fun(_custom_call, multiple_results=False),
+                       platform="cpu")
+
+
+def equilibrium(D11: Any, b: Any, act: _spec.Activation,
+                spec: Callable[[Any, Any], Any]) -> Any:
+    """``w = act(D11 w + b)`` (D11 (nv, nv) strictly lower triangular, b (batch, nv)): the
+    primitive where the C loop applies (a named activation, one float dtype, the library built),
+    else ``spec(D11, b)``, the spec's loop."""
+    if (act.name not in _native.ACTIVATIONS or np.dtype(b.dtype) not in _SUFFIX
+            or D11.dtype != b.dtype or status() != "compiled"):
+        return spec(D11, b)
+    return equilibrium_p.bind(D11, b, activation=act.name)
