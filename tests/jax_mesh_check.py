@@ -1,10 +1,14 @@
 """Run by tests/test_jax_sharding.py in a fresh process with two host CPU devices: data-parallel
 gradients of an R2DN and a REN under ``jax.set_mesh`` (explicit and automatic axes) and under
 ``jax.shard_map`` (default ``check_vma=True``), against the one-device gradient. Prints a JSON
-dict ``{case: largest relative difference}``."""
+dict: ``errors`` ``{case: largest relative difference}``; ``rows``, for each REN case, the batch
+rows of every REN equilibrium custom call in the compiled gradient (:mod:`r2dn.jax.native`; each
+device should solve its own 2 of the 4 rows, or, where XLA partitions the program, the spec's
+loop should run: no call); ``native``, whether the custom call runs here."""
 
 import json
 import os
+import re
 
 os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
 
@@ -17,6 +21,7 @@ import numpy as np  # noqa: E402
 from jax.sharding import AxisType, NamedSharding, PartitionSpec as P  # noqa: E402
 
 import r2dn.jax as rn  # noqa: E402
+from r2dn.jax import native  # noqa: E402
 
 assert jax.device_count() == 2, jax.devices()
 MODELS = {"r2dn": rn.LipschitzR2DN(2, 3, 5, 2, gamma=2.0, hidden=(4,), dtype="float64", seed=1),
@@ -37,14 +42,24 @@ def rel(g, ref):
                for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(ref)))
 
 
-out = {}
+def call_rows(f, *args):
+    """The batch rows of each REN equilibrium custom call in ``f``'s compiled program."""
+    text = f.lower(*args).compile().as_text()
+    return [int(m) for m in re.findall(r"f64\[(\d+),5\][^\n]*custom-call\([^\n]*"
+                                       r"custom_call_target=\"r2dn_equilibrium", text)]
+
+
+out, rows = {}, {}
 for name, model in MODELS.items():
     ref = jax.jit(jax.grad(loss), compiler_options=FAST)(model, x0, us)
     for kind in (AxisType.Explicit, AxisType.Auto):
         mesh = jax.make_mesh((2,), ("data",), axis_types=(kind,))
         with jax.set_mesh(mesh):
-            g = jax.jit(jax.grad(loss), compiler_options=FAST)(model, jax.device_put(x0, P("data")),
-                                        jax.device_put(us, P(None, "data")))
+            f = jax.jit(jax.grad(loss), compiler_options=FAST)
+            args = (model, jax.device_put(x0, P("data")), jax.device_put(us, P(None, "data")))
+            g = f(*args)
+            if name == "ren":
+                rows[f"{name}-set_mesh-{kind.name}"] = call_rows(f, *args)
         out[f"{name}-set_mesh-{kind.name}"] = rel(g, ref)
 
         def local(m, x0, us):      # the global mean loss: its gradient is the global gradient
@@ -52,7 +67,10 @@ for name, model in MODELS.items():
 
         f = jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(P(), P("data"), P(None, "data")),
                                   out_specs=P()), compiler_options=FAST)
-        g = f(model, jax.device_put(x0, NamedSharding(mesh, P("data"))),
-              jax.device_put(us, NamedSharding(mesh, P(None, "data"))))
+        args = (model, jax.device_put(x0, NamedSharding(mesh, P("data"))),
+                jax.device_put(us, NamedSharding(mesh, P(None, "data"))))
+        g = f(*args)
+        if name == "ren":
+            rows[f"{name}-shard_map-{kind.name}"] = call_rows(f, *args)
         out[f"{name}-shard_map-{kind.name}"] = rel(g, ref)
-print(json.dumps(out))
+print(json.dumps({"errors": out, "rows": rows, "native": native.status()}))

@@ -20,11 +20,16 @@ def test_batch_sharded_gradients_match_one_device_for_r2dn_and_ren():
     proc = subprocess.run([sys.executable, str(REPO / "tests" / "jax_mesh_check.py")], env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    errors = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    errors = result["errors"]
     expected = {f"{m}-{how}-{kind}" for m in ("r2dn", "ren") for how in ("set_mesh", "shard_map")
                 for kind in ("Explicit", "Auto")}
     assert set(errors) == expected
     assert all(err < TOL["f64"] for err in errors.values()), errors
+    if result["native"] == "compiled":      # the REN's C loop (r2dn.jax.native): each device
+        rows = result["rows"]               # solves its own 2 of the 4 rows, none the whole batch
+        assert rows.pop("ren-set_mesh-Auto") == [], rows     # partitioned by XLA: the spec's loop
+        assert all(r and set(r) == {2} for r in rows.values()), rows
 
 
 def test_sharded_example_trains_on_two_devices():

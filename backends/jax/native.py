@@ -13,8 +13,9 @@ reverse derivatives (``jax.jvp(jax.grad(f))``, ``jax.hessian``) differentiate th
 itself, and a bare custom call has no derivative. The primitive's JVP is the implicit-function
 rule of :func:`r2dn.jax.rollout.equilibrium_layer` (which calls the primitive for its primal), at
 every order; ``jax.vmap`` stacks the problems (D11 broadcast where unbatched) and the loop solves
-them one after the other. Lowered for the CPU it is the custom call; for any other platform the
-spec's loop over blocks of neurons. It applies to the named activations of ``substitution.c`` in
+them one after the other. Lowered for the CPU it is the custom call (unless XLA's partitioner
+would have to split it over devices, which it cannot: then, and for any other platform, the
+spec's loop over blocks of neurons). It applies to the named activations of ``substitution.c`` in
 float32 and float64. The library is compiled on first use with the system's C and C++ compilers
 against jaxlib's FFI headers and cached in ``$R2DN_CACHE``; without the compilers, or with
 ``R2DN_NATIVE=0``, :func:`status` says why and the spec's loop runs, unchanged.
@@ -97,8 +98,30 @@ equilibrium_p.def_abstract_eval(lambda D11, b, *, activation: b)
 ad.primitive_jvps[equilibrium_p] = _jvp
 batching.primitive_batchers[equilibrium_p] = _batch
 mlir.register_lowering(equilibrium_p, mlir.lower_fun(_spec_loop, multiple_results=False))
-mlir.register_lowering(equilibrium_p, mlir.lower_fun(_custom_call, multiple_results=False),
-                       platform="cpu")
+
+
+def _one_partition(ctx: mlir.LoweringRuleContext) -> bool:
+    """The call is lowered for one device's data: no SPMD partitioner will split it. XLA cannot
+    split a custom call, so where the partitioner places the program over several devices (a
+    jit over a sharded batch with automatic axes) it would gather the whole batch onto every
+    device; there the spec's loop, which it splits, is lowered instead. Inside ``shard_map``
+    over every mesh axis each device holds its own rows (how :mod:`.sharding` runs explicit
+    axes)."""
+    axes = ctx.module_context.axis_context
+    if isinstance(axes, mlir.ShardingContext):
+        return axes.num_devices == 1
+    if isinstance(axes, mlir.SPMDAxisContext):
+        return set(axes.manual_axes) >= set(axes.mesh.axis_names)
+    return True
+
+
+def _cpu_lowering(ctx: mlir.LoweringRuleContext, D11: Any, b: Any, *, activation: str) -> Any:
+    rule = _custom_call if _one_partition(ctx) else _spec_loop
+    return mlir.lower_fun(partial(rule, activation=activation), multiple_results=False)(
+        ctx, D11, b)
+
+
+mlir.register_lowering(equilibrium_p, _cpu_lowering, platform="cpu")
 
 
 def equilibrium(D11: Any, b: Any, act: _spec.Activation,

@@ -73,9 +73,10 @@ def scan_rollout(e: Any, nonlinearity: Callable[[Any], Any], x0: Any, us: Any, *
     (x_T, ys) : (Array (batch, nx), Array (T, batch, ny))
     """
     uv, ux, uy = _spec.input_terms(e, us, xp=jnp)
+    m = _spec.step_matrices(e)
 
     def step(x, terms):
-        x_next, w = _spec.cell(e, nonlinearity, x, *terms)
+        x_next, w = _spec.cell(m, nonlinearity, x, *terms)
         return x_next, (x, w)
 
     x_T, (xs, ws) = lax.scan(step, x0, (uv, ux), unroll=unroll)

@@ -19,14 +19,14 @@ from .r2dn import R2DNExplicit
 from .equilibrium import BLOCK, SubstitutionPlan, equilibrium, equilibrium_jvp, equilibrium_vjp, \
     lower_solve, python_scan, substitution_plan, tangent_system, upper_solve
 from .ren import RENExplicit, ren_explicit
-from .rollout import cell, input_terms, outputs, simulate_loop
+from .rollout import StepMatrices, cell, input_terms, outputs, simulate_loop, step_matrices
 
 __all__ = [
     "Activation", "LBDNExplicit", "R2DNExplicit", "RENExplicit", "SandwichExplicit", "activation",
-    "BLOCK", "SubstitutionPlan", "cell", "direct_to_explicit", "equilibrium", "equilibrium_jvp",
+    "BLOCK", "StepMatrices", "SubstitutionPlan", "cell", "direct_to_explicit", "equilibrium", "equilibrium_jvp",
     "equilibrium_vjp", "feedforward", "flatten_explicit", "input_terms", "lower_solve",
     "nonlinearity", "outputs", "python_scan", "ren_explicit_wide", "simulate_loop",
-    "substitution_plan", "tangent_system", "upper_solve",
+    "step_matrices", "substitution_plan", "tangent_system", "upper_solve",
 ]
 
 

@@ -10,7 +10,7 @@ nonlinearity. Batch-first rows throughout: ``x (batch, nx)``, ``us (T, batch, nu
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._xp import Array, Namespace
 
@@ -24,11 +24,26 @@ def input_terms(e: Any, us: Array, *, xp: Namespace) -> tuple[Array, Array, Arra
     return z[..., :nv], z[..., nv:nv + nx], z[..., nv + nx:]
 
 
-def cell(e: Any, nonlinearity: Callable[[Array], Array], x: Array, uv: Array,
+class StepMatrices(NamedTuple):
+    """The matrices of the loop body, transposed once per sequence for batch-first rows: in an
+    eager framework each ``.T`` inside the body is operator calls at every step (three of the
+    torch REN step's 36), in a traced one it is free either way."""
+
+    C1T: Array
+    AT: Array
+    B1T: Array
+
+
+def step_matrices(e: Any) -> StepMatrices:
+    """:class:`StepMatrices` of a recurrent model's explicit parameters."""
+    return StepMatrices(e.C1.T, e.A.T, e.B1.T)
+
+
+def cell(m: StepMatrices, nonlinearity: Callable[[Array], Array], x: Array, uv: Array,
          ux: Array) -> tuple[Array, Array]:
     """One state update from precomputed input terms: returns ``(x_next, w)``."""
-    w = nonlinearity(x @ e.C1.T + uv)
-    return x @ e.A.T + w @ e.B1.T + ux, w
+    w = nonlinearity(x @ m.C1T + uv)
+    return x @ m.AT + w @ m.B1T + ux, w
 
 
 def outputs(e: Any, xs: Array, ws: Array, uy: Array) -> Array:
@@ -42,18 +57,19 @@ def simulate_loop(e: Any, nonlinearity: Callable[[Array], Array], x0: Array, us:
     """A plain Python time loop over :func:`cell` (NumPy, array-API-strict and eager torch).
 
     Returns ``(x_T, ys)`` with ``ys (T, batch, ny)``. JAX runs the same cell under ``lax.scan``.
-    A backend may pass ``step``, a drop-in for :func:`cell` (torch passes a compiled one), and
+    A backend may pass ``step``, a drop-in for :func:`cell` (called with :func:`step_matrices`), and
     ``unstack``, which splits an array along its first axis (torch passes ``torch.unbind``, which
     ``torch.func.vmap`` can batch; the array API's ``unstack`` goes through ``moveaxis``).
     """
     uv, ux, uy = input_terms(e, us, xp=xp)
     split = (lambda a: xp.unstack(a, axis=0)) if unstack is None else unstack
+    m = step_matrices(e)
     x = x0
     xs, ws = [], []
     # unstack once: indexing uv[t] every step would make an autograd framework's backward write
     # each step's cotangent into a zero array of the whole sequence (quadratic in T)
     for uv_t, ux_t in zip(split(uv), split(ux)):
         xs.append(x)
-        x, w = step(e, nonlinearity, x, uv_t, ux_t)
+        x, w = step(m, nonlinearity, x, uv_t, ux_t)
         ws.append(w)
     return x, outputs(e, xp.stack(xs, axis=0), xp.stack(ws, axis=0), uy)
