@@ -4,7 +4,8 @@ gradients of an R2DN and a REN under ``jax.set_mesh`` (explicit and automatic ax
 dict: ``errors`` ``{case: largest relative difference}``; ``rows``, for each REN case, the batch
 rows of every REN equilibrium custom call in the compiled gradient (:mod:`r2dn.jax.native`; each
 device should solve its own 2 of the 4 rows, or, where XLA partitions the program, the spec's
-loop should run: no call); ``native``, whether the custom call runs here."""
+loop should run: no call); ``native``, whether the custom call runs here; ``varying``, the mesh
+axes the primitive's output varies over when only D11 does."""
 
 import json
 import os
@@ -21,6 +22,7 @@ import numpy as np  # noqa: E402
 from jax.sharding import AxisType, NamedSharding, PartitionSpec as P  # noqa: E402
 
 import r2dn.jax as rn  # noqa: E402
+from r2dn import _spec  # noqa: E402
 from r2dn.jax import native  # noqa: E402
 
 assert jax.device_count() == 2, jax.devices()
@@ -73,4 +75,14 @@ for name, model in MODELS.items():
         if name == "ren":
             rows[f"{name}-shard_map-{kind.name}"] = call_rows(f, *args)
         out[f"{name}-shard_map-{kind.name}"] = rel(g, ref)
-print(json.dumps({"errors": out, "rows": rows, "native": native.status()}))
+# D11 varying over the devices, b replicated: w varies too (the primitive's type, as the spec's)
+mesh = jax.make_mesh((2,), ("data",), axis_types=(AxisType.Explicit,))
+act = _spec.activation("tanh", xp=jnp)
+seen = []
+jax.jit(jax.shard_map(lambda D, b: seen.append(jax.typeof(native.equilibrium(
+    D[0], b, act, None)).manual_axis_type.varying) or b, mesh=mesh,
+    in_specs=(P("data"), P()), out_specs=P()))(
+        jax.device_put(jnp.zeros((2, 5, 5)), NamedSharding(mesh, P("data"))),
+        jax.device_put(jnp.ones((3, 5)), NamedSharding(mesh, P())))
+print(json.dumps({"errors": out, "rows": rows, "native": native.status(),
+                  "varying": sorted(seen[0])}))

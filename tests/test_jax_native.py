@@ -158,3 +158,39 @@ def test_other_activations_and_dtypes_take_the_spec_loop():
     assert native.equilibrium(D11.astype(jnp.bfloat16), b.astype(jnp.bfloat16), tanh,
                               spec) is marker
     assert native.equilibrium(D11.astype(jnp.float32), b, tanh, spec) is marker
+
+
+@needs_loop
+def test_eager_calls_and_disable_jit_equal_the_spec():
+    """The primitive's eager rule (no jit around it; also under ``jax.disable_jit``, where a
+    jitted rule would bind itself again forever) against the spec's loop."""
+    D11, b = _inputs(9, 5, "float64")
+    act = _spec.activation("tanh", xp=jnp)
+    spec = _spec_equilibrium(act)(D11, b)
+    assert _rel(native.equilibrium(D11, b, act, None), spec) < 1e-13
+    with jax.disable_jit():
+        assert _rel(native.equilibrium(D11, b, act, None), spec) < 1e-13
+
+
+@needs_loop
+def test_export_lowers_the_spec_loop():
+    """``jax.export`` of a rollout names no r2dn custom call (another process may not have it
+    registered); the same function under jit does."""
+    model = rj.ContractingREN(1, 1, 20, 1, seed=0, dtype="float32")
+    x0, us = jnp.zeros((4, 1), jnp.float32), jnp.zeros((3, 4, 1), jnp.float32)
+    f = jax.jit(lambda m: m.simulate(x0, us)[1])
+    assert "r2dn_equilibrium" not in jax.export.export(f)(model).mlir_module()
+    assert "r2dn_equilibrium" in f.lower(model).as_text()
+
+
+@needs_loop
+def test_output_is_strongly_typed():
+    """A weakly typed b (a Python scalar broadcast) gives a float64 w that does not promote
+    to float16, like the spec's loop."""
+    D11, _ = _inputs(6, 3, "float64")
+    b = jnp.broadcast_to(1.0, (3, 6))
+    assert jax.typeof(b).weak_type
+    act = _spec.activation("tanh", xp=jnp)
+    w = jax.jit(lambda D, v: native.equilibrium(D, v, act, None))(D11, b)
+    assert not jax.typeof(w).weak_type
+    assert (w * jnp.ones(6, jnp.float16)).dtype == jnp.float64

@@ -30,6 +30,7 @@ def test_batch_sharded_gradients_match_one_device_for_r2dn_and_ren():
         rows = result["rows"]               # solves its own 2 of the 4 rows, none the whole batch
         assert rows.pop("ren-set_mesh-Auto") == [], rows     # partitioned by XLA: the spec's loop
         assert all(r and set(r) == {2} for r in rows.values()), rows
+        assert result["varying"] == ["data"]
 
 
 def test_sharded_example_trains_on_two_devices():

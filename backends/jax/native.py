@@ -3,7 +3,7 @@
 Traced with ``lax.scan`` (:mod:`r2dn._spec.equilibrium`), each step's equilibrium is an inner
 loop over blocks of neurons, and on XLA's CPU runtime every iteration of a rolled loop costs
 about 10 microseconds whatever it computes: at nv = 200 (13 blocks) the loop overhead alone was
-most of a forward rollout. Here the equilibrium's *value* is one custom call into the loop of
+about a third of a forward rollout. Here the equilibrium's *value* is one custom call into the loop of
 :mod:`r2dn._native` (``substitution.c``; the handler is ``xla_ffi.cc``), registered with
 ``jax.ffi``.
 
@@ -13,9 +13,10 @@ reverse derivatives (``jax.jvp(jax.grad(f))``, ``jax.hessian``) differentiate th
 itself, and a bare custom call has no derivative. The primitive's JVP is the implicit-function
 rule of :func:`r2dn.jax.rollout.equilibrium_layer` (which calls the primitive for its primal), at
 every order; ``jax.vmap`` stacks the problems (D11 broadcast where unbatched) and the loop solves
-them one after the other. Lowered for the CPU it is the custom call (unless XLA's partitioner
-would have to split it over devices, which it cannot: then, and for any other platform, the
-spec's loop over blocks of neurons). It applies to the named activations of ``substitution.c`` in
+them one after the other, and with one D11 the mapped problems join the rows of one call. Lowered
+for the CPU it is the custom call, except where XLA's partitioner would have to split it over
+devices (which it cannot) and for ``jax.export``; there, and for any other platform, it is the
+spec's loop over blocks of neurons. It applies to the named activations of ``substitution.c`` in
 float32 and float64. The library is compiled on first use with the system's C and C++ compilers
 against jaxlib's FFI headers and cached in ``$R2DN_CACHE``; without the compilers, or with
 ``R2DN_NATIVE=0``, :func:`status` says why and the spec's loop runs, unchanged.
@@ -30,10 +31,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax._src import dispatch     # apply_primitive: the eager rule of a primitive, as JAX's own
 from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
 
 from r2dn import _native, _spec
+
+from .sharding import vary_like
 
 TARGET = "r2dn_equilibrium_{}"
 _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
@@ -85,16 +89,27 @@ def _jvp(primals: tuple, tangents: tuple, *, activation: str) -> tuple[Any, Any]
 
 
 def _batch(args: tuple, dims: tuple, *, activation: str) -> tuple[Any, int]:
-    size = next(x.shape[d] for x, d in zip(args, dims) if d is not None)
+    """``jax.vmap``: with one D11 for every problem (a model shared by several batches) the
+    mapped axis joins b's rows, so the loop solves them together in full blocks of rows; with
+    stacked D11 (an ensemble) the problems are stacked and solved one after the other."""
+    (D11, b), (dD, db) = args, dims
+    if dD is None:
+        b = jnp.moveaxis(b, db, -3)
+        w = equilibrium_p.bind(D11, b.reshape(*b.shape[:-3], -1, b.shape[-1]),
+                               activation=activation)
+        return w.reshape(b.shape), b.ndim - 3
+    size = D11.shape[dD]
     D11, b = (jnp.broadcast_to(x, (size, *x.shape)) if d is None else jnp.moveaxis(x, d, 0)
               for x, d in zip(args, dims))
     return equilibrium_p.bind(D11, b, activation=activation), 0
 
 
 equilibrium_p = Primitive("r2dn_ren_equilibrium")
-equilibrium_p.def_impl(lambda D11, b, *, activation: jax.jit(
-    partial(equilibrium_p.bind, activation=activation))(D11, b))
-equilibrium_p.def_abstract_eval(lambda D11, b, *, activation: b)
+# eager calls compile once per shape and dtype and run (also under jax.disable_jit)
+equilibrium_p.def_impl(partial(dispatch.apply_primitive, equilibrium_p))
+# w: b's shape, dtype and sharding; strongly typed (b may be weakly typed, w never is);
+# D11 and b vary over the same manual mesh axes (:func:`equilibrium` marks them)
+equilibrium_p.def_abstract_eval(lambda D11, b, *, activation: b.strip_weak_type())
 ad.primitive_jvps[equilibrium_p] = _jvp
 batching.primitive_batchers[equilibrium_p] = _batch
 mlir.register_lowering(equilibrium_p, mlir.lower_fun(_spec_loop, multiple_results=False))
@@ -110,13 +125,19 @@ def _one_partition(ctx: mlir.LoweringRuleContext) -> bool:
     axes = ctx.module_context.axis_context
     if isinstance(axes, mlir.ShardingContext):
         return axes.num_devices == 1
-    if isinstance(axes, mlir.SPMDAxisContext):
-        return set(axes.manual_axes) >= set(axes.mesh.axis_names)
+    if isinstance(axes, mlir.SPMDAxisContext):       # axes of size 1 split nothing
+        return all(axes.mesh.shape[name] == 1 for name in axes.mesh.axis_names
+                   if name not in axes.manual_axes)
     return True
 
 
 def _cpu_lowering(ctx: mlir.LoweringRuleContext, D11: Any, b: Any, *, activation: str) -> Any:
-    rule = _custom_call if _one_partition(ctx) else _spec_loop
+    """The custom call, except where the partitioner would split it (:func:`_one_partition`),
+    for ``jax.export`` (a serialized program must not name a target another process may not
+    have registered), or where the library is not built: there the spec's loop."""
+    usable = (_one_partition(ctx) and not ctx.module_context.lowering_parameters.for_export
+              and status() == "compiled")
+    rule = _custom_call if usable else _spec_loop
     return mlir.lower_fun(partial(rule, activation=activation), multiple_results=False)(
         ctx, D11, b)
 
@@ -132,4 +153,4 @@ def equilibrium(D11: Any, b: Any, act: _spec.Activation,
     if (act.name not in _native.ACTIVATIONS or np.dtype(b.dtype) not in _SUFFIX
             or D11.dtype != b.dtype or status() != "compiled"):
         return spec(D11, b)
-    return equilibrium_p.bind(D11, b, activation=act.name)
+    return equilibrium_p.bind(vary_like(D11, b), vary_like(b, D11), activation=act.name)

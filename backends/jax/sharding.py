@@ -34,11 +34,12 @@ def _batch_axes(b: Any) -> tuple[str, ...]:
     return tuple(spec[0]) if isinstance(spec[0], tuple) else (spec[0],)
 
 
-def _vary_like(D11: Any, b: Any) -> Any:
-    """D11 marked as varying over the manual mesh axes ``b`` varies over (inside shard_map)."""
+def vary_like(a: Any, b: Any) -> Any:
+    """``a`` marked as varying over the manual mesh axes ``b`` varies over (inside shard_map;
+    elsewhere ``a`` itself)."""
     missing = (jax.typeof(b).manual_axis_type.varying
-               - jax.typeof(D11).manual_axis_type.varying)
-    return jax.lax.pcast(D11, tuple(sorted(missing)), to="varying") if missing else D11
+               - jax.typeof(a).manual_axis_type.varying)
+    return jax.lax.pcast(a, tuple(sorted(missing)), to="varying") if missing else a
 
 
 def batch_parallel(layer: Callable[..., Any]) -> Callable[..., Any]:
@@ -51,10 +52,10 @@ def batch_parallel(layer: Callable[..., Any]) -> Callable[..., Any]:
     def call(D11: Any, b: Any, plan: Any = None) -> Any:
         axes = _batch_axes(b)
         if not axes:
-            marked = _vary_like(D11, b)
+            marked = vary_like(D11, b)
             return layer(marked, b, plan if marked is D11 else None)
         spec = PartitionSpec(axes if len(axes) > 1 else axes[0])
-        local = jax.shard_map(lambda d, v: layer(_vary_like(d, v), v), out_specs=spec,
+        local = jax.shard_map(lambda d, v: layer(vary_like(d, v), v), out_specs=spec,
                               in_specs=(PartitionSpec(), spec), axis_names=set(axes))
         # D11 whole on every device (nv x nv: cheap), b split over its batch only
         return local(jax.reshard(D11, PartitionSpec()), jax.reshard(b, spec))

@@ -38,8 +38,8 @@ XLA_SOURCE = HERE / "xla_ffi.cc"
 #: -fno-trapping-math lets the compiler turn the loops' selects into vector blends (see the C file)
 FLAGS = ("-O3", "-march=native", "-fopenmp-simd", "-fno-trapping-math", "-ffp-contract=fast",
          "-std=c11", "-fPIC")
-#: the FFI handler only unpacks buffers and calls the loops
-XLA_FLAGS = ("-O2", "-std=c++17", "-fPIC", "-w")
+#: the FFI handler only unpacks buffers and calls the loops (-w: jaxlib's headers warn)
+CXX_FLAGS = ("-O2", "-std=c++17", "-fPIC", "-w")
 #: the C loops' activation codes (``substitution.c``); other activations use the spec's loop
 ACTIVATIONS = {"identity": 0, "relu": 1, "tanh": 2, "sigmoid": 3}
 #: the forward substitutions solve this many batch rows together (LANES in the C file)
@@ -105,7 +105,9 @@ def _load(what: str, fallback: str, build: Callable[[], Path]) -> tuple[ctypes.C
     except _NoCompiler as e:
         return None, str(e)
     except (OSError, subprocess.SubprocessError) as e:
-        detail = (getattr(e, "stderr", None) or str(e)).strip()[:300]
+        text = (getattr(e, "stderr", None) or str(e)).strip()
+        errors = [line for line in text.splitlines() if "error" in line.lower()]
+        detail = (errors[0] if errors else text)[:300]       # the first error, not the includes
         warnings.warn(f"r2dn: could not compile {what} ({detail}); {fallback} (the same "
                       "numbers, slower). Set R2DN_NATIVE=0 to skip the attempt.",
                       RuntimeWarning, stacklevel=4)
@@ -145,9 +147,9 @@ def xla_library(include: str) -> tuple[ctypes.CDLL | None, str]:
         cxx = _compiler("CXX", "c++", "C++")
         headers = sorted((Path(include) / "xla" / "ffi" / "api").glob("*.h"))
         return _build("substitution-xla", [SOURCE, XLA_SOURCE, *headers], [cc, cxx],
-                      [*FLAGS, *XLA_FLAGS], lambda tmp: [
+                      [*FLAGS, *CXX_FLAGS], lambda tmp: [
                           [cc, *FLAGS, "-c", str(SOURCE), "-o", str(tmp / "loops.o")],
-                          [cxx, *XLA_FLAGS, "-I", include, "-c", str(XLA_SOURCE),
+                          [cxx, *CXX_FLAGS, "-I", include, "-c", str(XLA_SOURCE),
                            "-o", str(tmp / "ffi.o")],
                           [cxx, "-shared", str(tmp / "loops.o"), str(tmp / "ffi.o"),
                            "-o", str(tmp / "out.so"), "-lm"]])

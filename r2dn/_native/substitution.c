@@ -1,6 +1,7 @@
-/* The REN's three triangular substitutions as compiled loops over a batch of rows, for
- * r2dn.torch.native (which compiles this file with the system's C compiler and calls it through
- * ctypes). The maths is r2dn._spec.equilibrium's (docs/math/ren.md#equilibrium):
+/* The REN's three triangular substitutions as compiled loops over a batch of rows, built by
+ * r2dn._native with the system's C compiler: r2dn.torch.native calls them through ctypes, and
+ * r2dn.jax.native calls the equilibrium through its XLA FFI handler (xla_ffi.cc). The maths is
+ * r2dn._spec.equilibrium's (docs/math/ren.md#equilibrium):
  *
  *   equilibrium   w = act(L w + b)           forward substitution, first neuron first
  *   lower_solve   y = s + J (L y)            forward substitution, linear

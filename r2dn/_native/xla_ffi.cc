@@ -4,8 +4,8 @@
 //
 // Arguments: U (..., n, n), the transpose of the strictly lower triangular D11, and b (..., batch,
 // n); result w (..., batch, n) with w = act(D11 w + b) row by row; attribute `activation`, the
-// loop's activation code. Leading dimensions (jax.vmap, vmap_method="broadcast_all") are the same
-// on U and b and are solved one after the other.
+// loop's activation code. Leading dimensions (the primitive's jax.vmap rule stacks ensembles) are
+// the same on U and b and are solved one after the other.
 #include <cstdint>
 
 #include "xla/ffi/api/ffi.h"
