@@ -3,8 +3,8 @@
 Traced with ``lax.scan`` (:mod:`r2dn._spec.equilibrium`), each step's equilibrium is an inner
 loop over blocks of neurons, and on XLA's CPU runtime every iteration of a rolled loop costs
 about 10 microseconds whatever it computes: at nv = 200 (13 blocks) the loop overhead alone was
-about a third of a forward rollout. Here the equilibrium's *value* is one custom call into the loop of
-:mod:`r2dn._native` (``substitution.c``; the handler is ``xla_ffi.cc``), registered with
+about a third of a forward rollout. Here the equilibrium's *value* is one custom call into the
+loop of :mod:`r2dn._native` (``substitution.c``; the handler is ``xla_ffi.cc``), registered with
 ``jax.ffi``.
 
 It is a JAX primitive, ``r2dn_ren_equilibrium`` (D11, b -> w), not a bare ``ffi_call``: JAX drops
@@ -12,8 +12,8 @@ a ``custom_jvp`` rule when it partially evaluates a gradient's forward pass, so 
 reverse derivatives (``jax.jvp(jax.grad(f))``, ``jax.hessian``) differentiate the primal
 itself, and a bare custom call has no derivative. The primitive's JVP is the implicit-function
 rule of :func:`r2dn.jax.rollout.equilibrium_layer` (which calls the primitive for its primal), at
-every order; ``jax.vmap`` stacks the problems (D11 broadcast where unbatched) and the loop solves
-them one after the other, and with one D11 the mapped problems join the rows of one call. Lowered
+every order. Under ``jax.vmap`` stacked D11 (ensembles) are solved one after the other, and with
+one D11 the mapped problems join the rows of one call. Lowered
 for the CPU it is the custom call, except where XLA's partitioner would have to split it over
 devices (which it cannot) and for ``jax.export``; there, and for any other platform, it is the
 spec's loop over blocks of neurons. It applies to the named activations of ``substitution.c`` in
@@ -71,7 +71,8 @@ def _vectorized(f: Callable[[Any, Any], Any], ndim: int) -> Callable[[Any, Any],
 def _custom_call(D11: Any, b: Any, *, activation: str) -> Any:
     suffix = _SUFFIX[np.dtype(b.dtype)]
     call = jax.ffi.ffi_call(TARGET.format(suffix), jax.ShapeDtypeStruct(b.shape, b.dtype))
-    return call(jnp.swapaxes(D11, -1, -2), b, activation=np.int32(_native.ACTIVATIONS[activation]))
+    code = np.int32(_native.ACTIVATIONS[activation])
+    return call(jnp.swapaxes(D11, -1, -2), b, activation=code)
 
 
 def _spec_loop(D11: Any, b: Any, *, activation: str) -> Any:

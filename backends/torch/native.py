@@ -4,15 +4,17 @@ The REN equilibrium is a substitution over its nv neurons, one after the other. 
 operations (:mod:`r2dn._spec.equilibrium`), each neuron costs a few operator calls, so a step's
 operator count grows with nv and an eager rollout is dispatch-bound. On CPU tensors the
 :class:`~r2dn.torch.autograd.Equilibrium` Functions instead call one C loop per substitution
-(:mod:`r2dn._native`'s ``substitution.c``): a fixed handful of operator calls per step whatever nv is.
+(:mod:`r2dn._native`'s ``substitution.c``): a fixed handful of operator calls per step whatever
+nv is.
 The maths, the derivatives and every transform stay the spec's: the loops replace the three
 substitutions' *values* only, where the tensors are plain CPU float32/float64 tensors outside
 ``torch.func`` transforms and ``torch.compile`` tracing. Everywhere else (CUDA, vmap, compile)
 the spec's torch operations run, with the same numbers up to rounding.
 
 The C file is compiled once per machine with the system's C compiler (``$CC``, else ``cc``) into
-``$R2DN_CACHE`` (default ``~/.cache/r2dn``) and loaded with ``ctypes`` (:func:`r2dn._native.c_library`);
-the loops release the GIL, and a large call splits its batch rows between torch's intra-op threads.
+``$R2DN_CACHE`` (default ``~/.cache/r2dn``) and loaded with ``ctypes``
+(:func:`r2dn._native.c_library`); the loops release the GIL, and a large call splits its batch
+rows between torch's intra-op threads.
 Without a compiler, or with ``R2DN_NATIVE=0`` in the environment, :func:`status` says why and the
 spec's operations run (with a one-time warning when a compiler was wanted and failed).
 """
