@@ -160,6 +160,16 @@ def test_other_activations_and_dtypes_take_the_spec_loop():
     assert native.equilibrium(D11.astype(jnp.float32), b, tanh, spec) is marker
 
 
+def test_other_default_backends_take_the_spec_loop(monkeypatch):
+    """Where JAX's default backend is not the CPU (a GPU host) the primitive is never bound: the
+    rollout's spec loop runs on its once-built substitution plan."""
+    D11, b = _inputs(5, 3, "float64")
+    marker = object()
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert native.equilibrium(D11, b, _spec.activation("tanh", xp=jnp),
+                              lambda D, v: marker) is marker
+
+
 @needs_loop
 def test_eager_calls_and_disable_jit_equal_the_spec():
     """The primitive's eager rule (no jit around it; also under ``jax.disable_jit``, where a

@@ -13,12 +13,14 @@ reverse derivatives (``jax.jvp(jax.grad(f))``, ``jax.hessian``) differentiate th
 itself, and a bare custom call has no derivative. The primitive's JVP is the implicit-function
 rule of :func:`r2dn.jax.rollout.equilibrium_layer` (which calls the primitive for its primal), at
 every order. Under ``jax.vmap`` stacked D11 (ensembles) are solved one after the other, and with
-one D11 the mapped problems join the rows of one call. Lowered
-for the CPU it is the custom call, except where XLA's partitioner would have to split it over
-devices (which it cannot) and for ``jax.export``; there, and for any other platform, it is the
-spec's loop over blocks of neurons. It applies to the named activations of ``substitution.c`` in
-float32 and float64. The library is compiled on first use with the system's C and C++ compilers
-against jaxlib's FFI headers and cached in ``$R2DN_CACHE``; without the compilers, or with
+one D11 the mapped problems join the rows of one call. Lowered for the CPU it is the custom call,
+except where XLA's partitioner would have to split it over devices (which it cannot) and for
+``jax.export``; there, and for any other platform, it is the spec's loop over blocks of neurons
+(which rebuilds the substitution plan inside each step: rare cases on the CPU). Where JAX's
+default backend is not the CPU the primitive is never bound, and the rollout runs the spec's loop
+on its once-built plan. It applies to the named activations of ``substitution.c`` in float32 and
+float64. The library is compiled on first use with the system's C and C++ compilers against
+jaxlib's FFI headers and cached in ``$R2DN_CACHE``; without the compilers, or with
 ``R2DN_NATIVE=0``, :func:`status` says why and the spec's loop runs, unchanged.
 """
 
@@ -149,9 +151,13 @@ mlir.register_lowering(equilibrium_p, _cpu_lowering, platform="cpu")
 def equilibrium(D11: Any, b: Any, act: _spec.Activation,
                 spec: Callable[[Any, Any], Any]) -> Any:
     """``w = act(D11 w + b)`` (D11 (nv, nv) strictly lower triangular, b (batch, nv)): the
-    primitive where the C loop applies (a named activation, one float dtype, the library built),
-    else ``spec(D11, b)``, the spec's loop."""
-    if (act.name not in _native.ACTIVATIONS or np.dtype(b.dtype) not in _SUFFIX
-            or D11.dtype != b.dtype or status() != "compiled"):
+    primitive where the C loop applies (JAX's default backend the CPU, a named activation, one
+    float dtype, the library built), else ``spec(D11, b)``, the spec's loop with the rollout's
+    substitution plan (built once before the time loop; the primitive's own fallback lowering,
+    ``_spec_loop``, builds it inside the step, so a GPU or TPU program never holds the
+    primitive, and a GPU host never compiles the C library)."""
+    if (jax.default_backend() != "cpu" or act.name not in _native.ACTIVATIONS
+            or np.dtype(b.dtype) not in _SUFFIX or D11.dtype != b.dtype
+            or status() != "compiled"):
         return spec(D11, b)
     return equilibrium_p.bind(vary_like(D11, b), vary_like(b, D11), activation=act.name)

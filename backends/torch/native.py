@@ -94,7 +94,7 @@ def _run(name: str, M: torch.Tensor, rows: tuple[torch.Tensor, ...], *extra: int
 
 
 @cache
-def _functions(lib: ctypes.CDLL) -> dict[tuple[str, torch.dtype], Any]:
+def _functions(lib: Any) -> dict[tuple[str, torch.dtype], Any]:
     """The library's ctypes functions by (loop name, dtype)."""
     return {(name, dtype): getattr(lib, f"r2dn_{name}_{suffix}")
             for name in _native.ARGS for dtype, suffix in _SUFFIX.items()}
