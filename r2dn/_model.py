@@ -250,7 +250,7 @@ def execute(b: Backend, c: ModelConfig, explicit: Any, like: Any, method: str,
         raise ValueError(f"{owner}: `us` must hold at least one time step; got T=0.")
     e = explicit()
     if not c.is_recurrent:
-        return _spec.feedforward(e, b.activation(c.activation))(args[0])
+        return _spec.feedforward(e, b.activation(c.activation), b.affine)(args[0])
     x, u = args
     if chunk is not None:
         options["chunk"] = chunk
@@ -260,12 +260,13 @@ def execute(b: Backend, c: ModelConfig, explicit: Any, like: Any, method: str,
 
 def nonlinearity(b: Backend, c: ModelConfig, e: Any) -> Any:
     """``v -> w`` of a recurrent model with explicit parameters ``e``
-    (:func:`r2dn._spec.nonlinearity` with the backend's activation, REN equilibrium solver and
-    block size). A backend whose rollout recomputes pieces of the sequence (torch's ``chunk=``)
+    (:func:`r2dn._spec.nonlinearity` with the backend's activation, REN equilibrium solver,
+    block size and affine kernel). A backend whose rollout recomputes pieces of the sequence (torch's ``chunk=``)
     calls it again on the recomputed parameters."""
     act = b.activation(c.activation)
     solver = b.equilibrium(c.activation, act) if c.family == "ren" else None
-    return _spec.nonlinearity(e, act, xp=b.xp, solver=solver, block=b.equilibrium_block)
+    return _spec.nonlinearity(e, act, xp=b.xp, solver=solver, block=b.equilibrium_block,
+                              mad=b.affine)
 
 
 def call(model: Any, method: str, args: tuple[Any, ...], chunk: int | None = None) -> Any:

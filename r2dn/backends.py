@@ -93,6 +93,9 @@ class Backend:
         ``like`` (a tensor on its device); None for a backend without devices.
     kernels : Mapping[str, callable]
         The framework's own kernel for a named activation (same values and slopes as the spec's).
+    affine : callable
+        ``affine(x, W, c) -> x @ W + c`` (:data:`r2dn._spec.Affine`) for the loop body's and the
+        LBDN layers' products: the framework's fused kernel, or the spec's two operations.
     equilibrium_block : int
         Most neurons per block of the REN equilibrium's substitutions
         (:func:`r2dn._spec.substitution_plan`): a compiled loop (JAX) traces one block step of
@@ -112,6 +115,7 @@ class Backend:
     call: Callable[..., Any]
     check_device: Callable[[str, str, Any, Array], None] | None = None
     kernels: Mapping[str, Callable[[Array], Array]] = field(default_factory=dict)
+    affine: _spec.Affine = _spec.affine
     equilibrium_block: int = _spec.BLOCK
 
     def activation(self, activation: Any) -> Activation:

@@ -26,6 +26,19 @@ def test_cayley_columns_orthonormal(n, m, seed):
     assert_close(Q.T @ Q, np.eye(n))
 
 
+@SETTINGS
+@given(n=st.integers(1, 8), m=st.integers(0, 8), scale=st.sampled_from([0.1, 1.0, 10.0]),
+       seed=st.integers(0, 2**16))
+def test_cayley_equals_its_definition(n, m, scale, seed):
+    # the spec forms X = 2 (I + Z)^-1 once (docs/math/lbdn.md#cayley); the definition's two solves
+    W = np.random.default_rng(seed).normal(size=(m + n, n)) * scale
+    U, V = W[:n], W[n:]
+    Z, I = U - U.T + V.T @ V, np.eye(n)
+    A, B = cayley(W, xp=xnp)
+    assert_close(A.T, np.linalg.solve(I + Z, I - Z))
+    assert_close(B.T, -2 * np.linalg.solve((I + Z).T, V.T).T)
+
+
 def test_cayley_negative_control():
     A, B = cayley(np.random.default_rng(0).normal(size=(7, 3)), xp=xnp)
     Q = np.concatenate([A.T, 1.1 * B.T], axis=0)

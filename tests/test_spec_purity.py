@@ -98,9 +98,9 @@ def maths_identifiers(path) -> list[str]:
 
 
 #: the array API's missing primitives that the spec takes as arguments (``TriSolve``,
-#: ``Unstack``): a backend's ``primitives.py`` may name linear-algebra routines, and defines only
-#: these
-PRIMITIVES = {"tri_solve", "unstack"}
+#: ``Unstack``, ``Affine``): a backend's ``primitives.py`` may name linear-algebra routines, and
+#: defines only these
+PRIMITIVES = {"tri_solve", "unstack", "affine"}
 
 
 def defined_functions(path) -> set[str]:

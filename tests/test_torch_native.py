@@ -6,6 +6,7 @@ cannot run the spec's torch operations do, with the reason given.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -229,26 +230,27 @@ def test_jit_trace_records_the_torch_operations():
 @needs_loops
 def test_the_transposed_triangle_is_built_once_per_rollout(monkeypatch):
     """The forward loop's U = L^T is per-rollout work: one :func:`native.transposed` for a
-    6-step rollout, whose six equilibrium calls all get it."""
+    6-step rollout (recorded by autograd: one without gradients is one rollout call), whose six
+    equilibrium calls all get it."""
     model = rt.ContractingREN(1, 1, 12, 1, seed=0, dtype=torch.float64)
     built, given = [], []
     transposed, equilibrium = native.transposed, native.equilibrium
     monkeypatch.setattr(native, "transposed", lambda L: built.append(transposed(L)) or built[-1])
     monkeypatch.setattr(native, "equilibrium",
                         lambda U, b, act: given.append(U) or equilibrium(U, b, act))
-    with torch.no_grad():
-        model.simulate(torch.zeros(2, 1, dtype=torch.float64),
-                       torch.ones(6, 2, 1, dtype=torch.float64))
+    model.simulate(torch.zeros(2, 1, dtype=torch.float64), torch.ones(6, 2, 1, dtype=torch.float64))
     assert len(built) == 1 and len(given) == 6 and all(U is built[0] for U in given)
 
 
 @needs_loops
 def test_without_derivatives_the_loop_runs_without_the_autograd_function(monkeypatch):
-    """Under torch.no_grad the REN hook calls the C loop directly (Equilibrium.apply costs more
-    than the loop at small nv); with autograd recording, forward-mode AD or torch.func it goes
-    through Equilibrium, so every derivative stays the implicit one. Same outputs either way."""
+    """Under torch.no_grad, where the whole rollout cannot run in C (here: made so), the REN hook
+    calls the equilibrium's C loop directly (Equilibrium.apply costs more than the loop at small
+    nv); with autograd recording, forward-mode AD or torch.func it goes through Equilibrium, so
+    every derivative stays the implicit one. Same outputs either way."""
     from r2dn.torch import autograd
 
+    monkeypatch.setattr(native, "rollout_applies", lambda *a: False)
     model = rt.ContractingREN(1, 1, 12, 1, seed=0, dtype=torch.float64)
     x0, us = torch.zeros(3, 1, dtype=torch.float64), torch.ones(4, 3, 1, dtype=torch.float64)
     applied = []
@@ -264,3 +266,109 @@ def test_without_derivatives_the_loop_runs_without_the_autograd_function(monkeyp
     with torch.no_grad(), torch.autograd.forward_ad.dual_level():
         model.simulate(x0, torch.autograd.forward_ad.make_dual(us, torch.ones_like(us)))
     assert len(applied) == 4
+
+
+# -- the REN's whole time loop in C (native.ren_rollout), where nothing differentiates ------------
+
+ROLLOUT_MODELS = {      # every family's explicit form, every activation of the loops, nv 1 and 200
+    "contracting-tanh-nv200": lambda dt: rt.ContractingREN(1, 1, 200, 1, activation="tanh",
+                                                          identity_output=True, seed=0, dtype=dt),
+    "general-sigmoid": lambda dt: rt.GeneralREN(2, 3, 37, 2, Q=-np.eye(2), S=0.2 * np.ones((2, 2)),
+                                                R=np.eye(2), activation="sigmoid", seed=1, dtype=dt),
+    "lipschitz-relu-nv1": lambda dt: rt.LipschitzREN(3, 4, 1, 2, gamma=2.0, activation="relu",
+                                                     seed=2, dtype=dt),
+    "passive-identity": lambda dt: rt.PassiveREN(2, 2, 5, 2, nu_index=0.1, activation="identity",
+                                                 seed=3, dtype=dt),
+}
+
+
+def _count_rollouts(monkeypatch) -> list:
+    calls = []
+    rollout = native.ren_rollout
+    monkeypatch.setattr(native, "ren_rollout", lambda *a: calls.append(1) or rollout(*a))
+    return calls
+
+
+@needs_loops
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("name", list(ROLLOUT_MODELS))
+def test_a_rollout_without_gradients_is_one_c_call_equal_to_the_numpy_reference(name, dtype,
+                                                                                  monkeypatch):
+    """Under torch.no_grad the whole sequence is one ``ren_rollout`` call (counted), whose state
+    and outputs equal the float64 NumPy model with the same parameters (a 37-row batch: one block
+    of LANES rows and a partial one)."""
+    import r2dn.numpy as rn
+
+    model = ROLLOUT_MODELS[name](dtype)
+    ref = rn.convert(model, dtype="float64")
+    c = model.config
+    gen = torch.Generator().manual_seed(5)
+    x0 = torch.randn(37, c.nx, generator=gen, dtype=torch.float64)
+    us = torch.randn(9, 37, c.nu, generator=gen, dtype=torch.float64)
+    calls = _count_rollouts(monkeypatch)
+    with torch.no_grad():
+        dt = next(model.parameters()).dtype
+        xT, ys = model.simulate(x0.to(dt), us.to(dt))
+    assert calls == [1]
+    x_ref, y_ref = ref.simulate(x0.numpy(), us.numpy())
+    tol = 1e-12 if dtype == "float64" else 1e-5
+    assert _rel(xT.double(), torch.as_tensor(x_ref)) < tol
+    assert _rel(ys.double(), torch.as_tensor(y_ref)) < tol
+
+
+@needs_loops
+def test_the_rollout_falls_back_where_it_cannot_run(monkeypatch):
+    """With autograd recording, under torch.func, for a user activation, and with the loops off,
+    the spec's loop runs (no ``ren_rollout`` call), with the same numbers."""
+    model = rt.ContractingREN(2, 2, 6, 1, activation="tanh", seed=0, dtype="float64")
+    x0, us = torch.zeros(3, 2, dtype=torch.float64), torch.ones(4, 3, 2, dtype=torch.float64)
+    calls = _count_rollouts(monkeypatch)
+    with torch.no_grad():
+        y_c = model.simulate(x0, us)[1]
+    assert calls == [1]
+    calls.clear()
+    y_graph = model.simulate(x0, us)[1]
+    y_vmap = torch.func.vmap(lambda x, u: model.simulate(x[None], u[:, None])[1][:, 0],
+                             in_dims=(0, 1))(x0, us)
+    user = rt.ContractingREN(2, 2, 6, 1, activation=torch.tanh, seed=0, dtype="float64")
+    with torch.no_grad():
+        y_user = user.simulate(x0, us)[1]
+    assert not calls
+    for y in (y_graph.detach(), y_vmap.movedim(0, 1), y_user):
+        assert _rel(y, y_c) < 1e-13
+
+
+@needs_loops
+def test_rollout_operator_calls_do_not_grow_with_the_sequence():
+    """The time loop is inside the one call: a 64-step rollout without gradients makes as many
+    operator calls as an 8-step one."""
+    model = rt.ContractingREN(1, 1, 30, 1, activation="tanh", seed=0, identity_output=True)
+    gen = torch.Generator().manual_seed(0)
+    short, long = (torch.randn(t, 16, 1, generator=gen) for t in (8, 64))
+    assert _operator_calls(model, long, False) == _operator_calls(model, short, False)
+
+
+@needs_loops
+def test_rollout_rows_split_between_threads_give_the_same_numbers(monkeypatch):
+    """Above PARALLEL_WORK, with two intra-op threads, the rollout's rows go to two calls, and
+    its outputs are bitwise the one-thread outputs."""
+    model = rt.ContractingREN(2, 3, 24, 2, activation="tanh", seed=0, dtype="float64")
+    gen = torch.Generator().manual_seed(1)
+    x0 = torch.randn(40, 3, generator=gen, dtype=torch.float64)
+    us = torch.randn(5, 40, 2, generator=gen, dtype=torch.float64)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        with torch.no_grad():
+            one = model.simulate(x0, us)
+        torch.set_num_threads(2)
+        monkeypatch.setattr(native, "PARALLEL_WORK", 1)
+        used = []
+        pool = native._pool
+        monkeypatch.setattr(native, "_pool", lambda n: used.append(n) or pool(n))
+        with torch.no_grad():
+            two = model.simulate(x0, us)
+    finally:
+        torch.set_num_threads(threads)
+    assert used == [2]
+    assert all(torch.equal(a, b) for a, b in zip(one, two))

@@ -20,6 +20,7 @@ from r2dn.backends import Backend
 from r2dn.config import ModelConfig
 
 from .autograd import BackwardOutsideAutocast, implicit_equilibrium
+from .primitives import affine
 from .rollout import autocast_devices, compiled, rollout
 
 
@@ -120,7 +121,8 @@ def call(model: Any, method: str, args: tuple[Any, ...], chunk: int | None = Non
     steps with the block compiled by ``model.compile()`` (a compiled block under
     ``torch.compile``), else the spec's eager cell; a chunked call also passes ``prepare``
     (:func:`r2dn._model.nonlinearity`), with which a chunk rebuilds the map from its own inputs in
-    the backward pass.
+    the backward pass; a REN passes its activation ``act``, with which a rollout that nothing
+    differentiates runs its steps in C (:func:`.native.ren_rollout`).
     """
     c = model.config
     options = {}
@@ -129,6 +131,8 @@ def call(model: Any, method: str, args: tuple[Any, ...], chunk: int | None = Non
         options["block"] = compiled() if block is None and torch.compiler.is_compiling() else block
         if chunk is not None:                   # a chunk rebuilds the map in its backward pass
             options["prepare"] = functools.partial(nonlinearity, BACKEND, c)
+        if c.family == "ren":                   # for the C time loop where nothing differentiates
+            options["act"] = BACKEND.activation(c.activation)
     ref = model._reference()
     if not autocast_on(ref.device):
         return execute(BACKEND, c, model.explicit, ref, method, args, chunk, **options)
@@ -145,7 +149,7 @@ BACKEND = Backend(name="torch", module="r2dn.torch", xp=xp_torch, default_dtype=
                   rollout=rollout,
                   equilibrium=_equilibrium, adapter=_adapter, call=call,
                   check_device=_check_input,
-                  kernels={"relu": torch.relu},
+                  kernels={"relu": torch.relu}, affine=affine,
                   # one block up to nv = 32: fewer operator calls per block in an eager loop
                   # (benchmarks/README.md#the-ren-equilibrium-against-the-release-before-it)
                   equilibrium_block=32)

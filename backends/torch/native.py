@@ -5,11 +5,14 @@ operations (:mod:`r2dn._spec.equilibrium`), each neuron costs a few operator cal
 operator count grows with nv and an eager rollout is dispatch-bound. On CPU tensors the
 :class:`~r2dn.torch.autograd.Equilibrium` Functions instead call one C loop per substitution
 (:mod:`r2dn._native`'s ``substitution.c``): a fixed handful of operator calls per step whatever
-nv is.
-The maths, the derivatives and every transform stay the spec's: the loops replace the three
-substitutions' *values* only, where the tensors are plain CPU float32/float64 tensors outside
-``torch.func`` transforms and ``torch.compile`` tracing. Everywhere else (CUDA, vmap, compile)
-the spec's torch operations run, with the same numbers up to rounding.
+nv is. Where nothing can differentiate a rollout (``torch.no_grad``, no forward-mode level, no
+``torch.func`` transform), :func:`ren_rollout` runs the whole time loop in one C call: no
+operator call per step at all.
+The maths, the derivatives and every transform stay the spec's: the loops replace the
+substitutions' (and an undifferentiated rollout's) *values* only, where the tensors are plain CPU
+float32/float64 tensors outside ``torch.func`` transforms and ``torch.compile`` tracing.
+Everywhere else (CUDA, vmap, compile) the spec's torch operations run, with the same numbers up to
+rounding.
 
 The C file is compiled once per machine with the system's C compiler (``$CC``, else ``cc``) into
 ``$R2DN_CACHE`` (default ``~/.cache/r2dn``) and loaded with ``ctypes``
@@ -22,6 +25,7 @@ spec's operations run (with a one-time warning when a compiler was wanted and fa
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from typing import Any
@@ -65,31 +69,34 @@ if hasattr(os, "register_at_fork"):     # a forked child (a DataLoader worker) h
     os.register_at_fork(after_in_child=_pool.cache_clear)
 
 
+def _by_rows(name: str, batch: int, work: int, call: Callable[[int, int], int]) -> None:
+    """``call(lo, hi)`` (a C loop over the batch rows ``lo:hi``; nonzero when it could not
+    allocate its work arrays) over every row: at once, or, with more than one torch intra-op
+    thread and at least 2 x :data:`PARALLEL_WORK` multiply-adds (``work``), in parts of whole
+    LANES-row blocks, one per thread (the loops release the GIL; each row's arithmetic is the
+    same either way)."""
+    blocks = -(-batch // LANES)
+    threads = min(torch.get_num_threads(), blocks)
+    if threads > 1 and work >= 2 * PARALLEL_WORK:
+        cut = [min(batch, LANES * (blocks * i // threads)) for i in range(threads + 1)]
+        failed = any(list(_pool(threads).map(call, cut[:-1], cut[1:])))   # list: every part
+    else:                                                                  # has finished here
+        failed = call(0, batch)
+    if failed:
+        raise MemoryError(f"r2dn: the C loop {name} could not allocate its work arrays")
+
+
 def _run(name: str, M: torch.Tensor, rows: tuple[torch.Tensor, ...], *extra: int) -> torch.Tensor:
     """``out`` (like ``rows[-1]``) from the loop ``r2dn_<name>_<dtype>``; M (ld, ld) holds the
-    loop's triangle (L, or U = L^T for the forward substitutions) in its leading (n, n) block.
-
-    With more than one torch intra-op thread and at least :data:`PARALLEL_WORK` multiply-adds,
-    the batch rows are split between that many threads (the loops release the GIL; each row's
-    arithmetic is the same either way)."""
+    loop's triangle (L, or U = L^T for the forward substitutions) in its leading (n, n) block."""
     M = M.contiguous()
     rows = tuple(r.contiguous() for r in rows)
     out = torch.empty_like(rows[-1], memory_format=torch.contiguous_format)
     batch, n = out.shape
     fn = _functions(_native.c_library()[0])[name, M.dtype]
     ptrs, ld, row = [r.data_ptr() for r in rows + (out,)], M.shape[1], n * out.element_size()
-    blocks = -(-batch // LANES)
-    threads = min(torch.get_num_threads(), blocks)
-    if threads > 1 and batch * n * n >= 2 * PARALLEL_WORK:
-        cut = [min(batch, LANES * (blocks * i // threads)) for i in range(threads + 1)]
-        failed = any(list(_pool(threads).map(      # list: every part has finished before `out`
-            lambda lo, hi: fn(hi - lo, n, ld, M.data_ptr(), *(p + lo * row for p in ptrs), *extra),
-            cut[:-1], cut[1:])))                    # is returned or dropped
-    else:
-        failed = fn(batch, n, ld, M.data_ptr(), *ptrs, *extra)
-    if failed:
-        raise MemoryError(f"r2dn: the C loop {name} could not allocate its {n} x {LANES} "
-                          "accumulators")
+    _by_rows(name, batch, batch * n * n, lambda lo, hi: fn(
+        hi - lo, n, ld, M.data_ptr(), *(p + lo * row for p in ptrs), *extra))
     return out
 
 
@@ -125,3 +132,46 @@ def lower_solve(L: torch.Tensor, J: torch.Tensor, s: torch.Tensor) -> torch.Tens
 def upper_solve(L: torch.Tensor, J: torch.Tensor, c: torch.Tensor) -> torch.Tensor | None:
     """``z = (I - L^T J)^-1 c`` (:func:`r2dn._spec.upper_solve`) by the C loop, or None."""
     return _run("upper_solve", L, (J, c)) if _usable(L, J, c) else None
+
+
+def rollout_applies(e: Any, act: _spec.Activation, x0: torch.Tensor, us: torch.Tensor) -> bool:
+    """Whether :func:`ren_rollout` runs the REN ``e`` (:class:`r2dn._spec.RENExplicit`) from
+    ``x0`` over ``us``: a named activation of the C loops and plain CPU tensors of one float
+    dtype (the caller checks that nothing differentiates the rollout)."""
+    return (act.name in ACTIVATIONS and _usable(e.D11, x0, *_matrices(e)[1:])
+            and _plain(us) and us.dtype == x0.dtype and us.ndim == 3)
+
+
+def _matrices(e: Any) -> tuple[torch.Tensor, ...]:
+    """The REN's arrays in the C rollout's order and layout: U = D11^T (the loop reads its strict
+    upper triangle only, D11's strict lower one), C1^T, D12^T and bv (the neurons' inputs are
+    sums of their rows), A, B1, B2, bx, C2, D21, D22, by (each row a dot product), biases as
+    (1, n)."""
+    return (e.D11.T, e.C1.T, e.D12.T, e.bv[None], e.A, e.B1, e.B2, e.bx[None], e.C2, e.D21,
+            e.D22, e.by[None])
+
+
+def ren_rollout(e: Any, act: _spec.Activation, x0: torch.Tensor,
+                us: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x_T, ys)`` of the REN ``e`` from ``x0 (batch, nx)`` over ``us (T, batch, nu)`` by one C
+    call (``r2dn_ren_rollout``), where :func:`rollout_applies`: for each step ``v = C1 x + D12 u
+    + bv``, ``w = act(D11 w + v)``, ``y = C2 x + D21 w + D22 u + by``, ``x+ = A x + B1 w + B2 u
+    + bx`` (:func:`r2dn._spec.simulate_loop` with the equilibrium).
+
+    A step costs no operator call and no memory but its output: an eager rollout without
+    gradients pays torch's dispatch once per sequence instead of the cell's operations in every
+    step. Rows are independent, so a large call splits them between torch's threads."""
+    steps, batch, nu = us.shape
+    nx, nv, ny = e.A.shape[0], e.D11.shape[0], e.C2.shape[0]
+    mats = [t.contiguous() for t in _matrices(e)]
+    x0, us = x0.contiguous(), us.contiguous()
+    ys, xT = x0.new_empty((steps, batch, ny)), x0.new_empty((batch, nx))
+    fn = _functions(_native.c_library()[0])["ren_rollout", x0.dtype]
+    size, code, ptrs = x0.element_size(), ACTIVATIONS[act.name], [t.data_ptr() for t in mats]
+
+    def rows(lo: int, hi: int) -> int:
+        at = [t.data_ptr() + lo * w * size for t, w in ((x0, nx), (us, nu), (ys, ny), (xT, nx))]
+        return fn(steps, hi - lo, batch, nu, nx, nv, ny, *ptrs, *at, code)
+
+    _by_rows("ren_rollout", batch, steps * batch * nv * nv, rows)
+    return xT, ys

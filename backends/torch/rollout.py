@@ -17,6 +17,7 @@ This module chooses how torch runs them:
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -29,7 +30,9 @@ from torch.utils.checkpoint import checkpoint
 
 from r2dn import _spec
 
+from . import native
 from .autograd import differentiated
+from .primitives import affine
 
 #: default steps per compiled block (a compiled call costs a fixed overhead: guards, the autograd
 #: wrapper, buffer allocation; a block pays it once per K steps; benchmarks/torch_compile.py)
@@ -63,7 +66,8 @@ PIECE_BYTES = 1 << 19
 def _steps(e: Any, nonlinearity: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
            us: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The spec's loop over a fixed number of steps (compiled, it is one graph of that many)."""
-    return _spec.simulate_loop(e, nonlinearity, x, us, xp=xp_torch, unstack=torch.unbind)
+    return _spec.simulate_loop(e, nonlinearity, x, us, xp=xp_torch, unstack=torch.unbind,
+                               mad=affine)
 
 
 def compiled(steps: int = BLOCK, **options: Any) -> Block:
@@ -78,32 +82,40 @@ def compiled(steps: int = BLOCK, **options: Any) -> Block:
     return _COMPILED[key]
 
 
+def _native_steps(e: Any, nonlinearity: Callable[[torch.Tensor], torch.Tensor],
+                  x: torch.Tensor, us: torch.Tensor, *,
+                  act: _spec.Activation) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_steps` of a REN by one C call (:func:`.native.ren_rollout`)."""
+    return native.ren_rollout(e, act, x, us)
+
+
 def _loop(e: Any, nonlinearity: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
-          us: torch.Tensor, block: Block | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(x_T, ys)`` of the spec's loop: eager, or compiled blocks then the eager remainder."""
+          us: torch.Tensor, block: Block | None,
+          act: _spec.Activation | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x_T, ys)`` of the spec's loop: eager, or compiled blocks then the eager remainder.
+
+    Where nothing differentiates the rollout (:func:`r2dn.torch.autograd.differentiated`), the
+    eager loop runs in pieces of :data:`PIECE_BYTES` worth of steps, and a REN's (``act``, its
+    activation) pieces run in C where :func:`.native.rollout_applies`."""
     whole = 0 if block is None else us.shape[0] - us.shape[0] % block.steps
     ys = []
     for part in torch.split(us[:whole], block.steps) if whole else ():
         x, y = block.fn(e, nonlinearity, x, part)
         ys.append(y)
-    rest, piece = us[whole:], _piece(e, x, us)
-    # one piece (every differentiated rollout) is the sequence itself: no split op to record
+    rest, steps = us[whole:], _steps
+    if differentiated(x, us, *(t for t in pytree.tree_leaves(e) if isinstance(t, torch.Tensor))):
+        piece = rest.shape[0]    # one piece: no split op to record
+    elif act is not None and native.rollout_applies(e, act, x, rest):
+        piece, steps = rest.shape[0], functools.partial(_native_steps, act=act)  # no temporaries
+    else:
+        width = e.C1.shape[0] + e.A.shape[0] + e.C2.shape[0]
+        piece = max(1, PIECE_BYTES // (x.shape[0] * width * x.element_size()))
     parts = () if not rest.shape[0] else (rest,) if piece >= rest.shape[0] else torch.split(
         rest, piece)
     for part in parts:
-        x, y = _steps(e, nonlinearity, x, part)
+        x, y = steps(e, nonlinearity, x, part)
         ys.append(y)
     return x, ys[0] if len(ys) == 1 else torch.cat(ys)
-
-
-def _piece(e: Any, x: torch.Tensor, us: torch.Tensor) -> int:
-    """Steps per piece of the eager loop: all of them while the rollout may be differentiated
-    (:func:`r2dn.torch.autograd.differentiated`; each piece would add operations to record);
-    else :data:`PIECE_BYTES` worth."""
-    if differentiated(x, us, *(t for t in pytree.tree_leaves(e) if isinstance(t, torch.Tensor))):
-        return 1 << 62
-    width = e.C1.shape[0] + e.A.shape[0] + e.C2.shape[0]
-    return max(1, PIECE_BYTES // (x.shape[0] * width * x.element_size()))
 
 
 class Chunk(torch.autograd.Function):
@@ -190,7 +202,7 @@ def _transforms() -> list[str]:
 def rollout(e: Any, nonlinearity: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor,
             us: torch.Tensor, *, chunk: int | None = None, block: Block | None = None,
             prepare: Callable[[Any], Callable[[torch.Tensor], torch.Tensor]] | None = None,
-            ) -> tuple[torch.Tensor, torch.Tensor]:
+            act: _spec.Activation | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(x_T (batch, nx), ys (T, batch, ny))`` of the spec's loop, run the torch way.
 
     Parameters
@@ -206,6 +218,9 @@ def rollout(e: Any, nonlinearity: Callable[[torch.Tensor], torch.Tensor], x0: to
     prepare : callable, optional
         ``e -> nonlinearity``, which a chunk needs to rebuild the map from its own inputs in the
         backward pass (required with ``chunk``).
+    act : r2dn._spec.Activation, optional
+        A REN's activation: where nothing differentiates the rollout, its steps then run as one
+        C loop per piece of the sequence (:func:`.native.ren_rollout`), where that applies.
 
     Raises
     ------
@@ -227,7 +242,7 @@ def rollout(e: Any, nonlinearity: Callable[[torch.Tensor], torch.Tensor], x0: to
 
     def run(e: Any, nonlinearity: Callable[..., Any], x: torch.Tensor,
             part: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return _loop(e, nonlinearity, x, part, block)
+        return _loop(e, nonlinearity, x, part, block, act)
 
     if chunk is None or chunk >= us.shape[0]:
         return run(e, nonlinearity, x0, us)

@@ -45,9 +45,12 @@ ACTIVATIONS = {"identity": 0, "relu": 1, "tanh": 2, "sigmoid": 3}
 #: the forward substitutions solve this many batch rows together (LANES in the C file)
 LANES = 32
 _I64, _PTR = ctypes.c_int64, ctypes.c_void_p
-#: each loop's arguments after (batch, n, ld)
-ARGS = {"equilibrium": [_PTR] * 3 + [ctypes.c_int], "lower_solve": [_PTR] * 4,
-        "upper_solve": [_PTR] * 4}
+#: each loop's arguments: the substitutions' (batch, n, ld, arrays..., [activation]) and the
+#: REN rollout's (steps, batch, stride, nu, nx, nv, ny, U, C1T, D12T, bv, A, B1, B2, bx, C2, D21,
+#: D22, by, x0, us, ys, xT, activation)
+ARGS = {"equilibrium": [_I64] * 3 + [_PTR] * 3 + [ctypes.c_int],
+        "lower_solve": [_I64] * 3 + [_PTR] * 4, "upper_solve": [_I64] * 3 + [_PTR] * 4,
+        "ren_rollout": [_I64] * 7 + [_PTR] * 16 + [ctypes.c_int]}
 SUFFIXES = ("f32", "f64")
 
 
@@ -118,7 +121,7 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     for suffix in SUFFIXES:
         for name, args in ARGS.items():
             fn = getattr(lib, f"r2dn_{name}_{suffix}")         # cached on lib (lib[...] is not)
-            fn.argtypes = [_I64, _I64, _I64] + args
+            fn.argtypes = args
             fn.restype = ctypes.c_int
     return lib
 

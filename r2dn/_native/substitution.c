@@ -7,6 +7,12 @@
  *   lower_solve   y = s + J (L y)            forward substitution, linear
  *   upper_solve   z = c + L^T (J z)          back substitution, last neuron first
  *
+ * and, at the end, ren_rollout: a REN's whole time loop (r2dn._spec.simulate_loop with the
+ * equilibrium), for torch rollouts that nothing differentiates:
+ *
+ *   v = C1 x + D12 u + bv,  w = act(D11 w + v),  y = C2 x + D21 w + D22 u + by,
+ *   x+ = A x + B1 w + B2 u + bx
+ *
  * L is strictly lower triangular, n x n inside a row-major array of leading dimension ld (its
  * diagonal and upper triangle are never read); the forward substitutions take its transpose
  * U = L^T instead (strictly upper, the same layout), which the caller builds once per rollout.
@@ -114,6 +120,13 @@ DEFINE_TANH(float, f32, uint32_t, fabsf, copysignf, 10, 23, 127, 0x1.62e4p-1, 0x
         }                                                                                       \
     }                                                                                           \
                                                                                                 \
+    /* the forward substitutions' neuron-major accumulators (n x LANES): a neuron's lanes are  \
+     * one or two whole cache lines, so vector loads never straddle two */                     \
+    static T *accumulators_##SUFFIX(int64_t n)                                                  \
+    {                                                                                           \
+        return aligned_alloc(64, (size_t)(n > 0 ? n : 1) * LANES * sizeof(T));                  \
+    }                                                                                           \
+                                                                                                \
     /* `width` (<= LANES) rows: s, J and out row-major from the block's first row; y the        \
      * neuron-major accumulators (n x LANES, y[i * LANES + r] for row r). The                   \
      * neurons go GROUP at a time: each is solved in turn (its group's later neurons fed as it  \
@@ -146,13 +159,10 @@ DEFINE_TANH(float, f32, uint32_t, fabsf, copysignf, 10, 23, 127, 0x1.62e4p-1, 0x
         }                                                                                       \
     }                                                                                           \
                                                                                                 \
-    /* 0, or -1 when the accumulators could not be allocated */                                \
-    static int forward_##SUFFIX(int64_t batch, int64_t n, int64_t ld, const T *U, const T *J,   \
-                                const T *s, T *out, int act)                                    \
+    /* every row of the batch, LANES at a time, with the accumulators y (n x LANES) */          \
+    static void forward_rows_##SUFFIX(int64_t batch, int64_t n, int64_t ld, const T *U,         \
+                                      const T *J, const T *s, T *out, int act, T *y)            \
     {                                                                                           \
-        /* a neuron's lanes are one or two whole cache lines: vector loads never straddle two */ \
-        T *y = aligned_alloc(64, (size_t)n * LANES * sizeof(T));                                \
-        if (!y) return -1;                                                                      \
         int64_t r0 = 0;                                                                         \
         for (; r0 + LANES <= batch; r0 += LANES)                                                \
             forward_block_##SUFFIX(LANES, n, ld, U, J ? J + r0 * n : NULL, s + r0 * n, y,       \
@@ -160,6 +170,15 @@ DEFINE_TANH(float, f32, uint32_t, fabsf, copysignf, 10, 23, 127, 0x1.62e4p-1, 0x
         if (r0 < batch)                                                                         \
             forward_block_##SUFFIX(batch - r0, n, ld, U, J ? J + r0 * n : NULL, s + r0 * n, y,  \
                                    out + r0 * n, act);                                          \
+    }                                                                                           \
+                                                                                                \
+    /* 0, or -1 when the accumulators could not be allocated */                                \
+    static int forward_##SUFFIX(int64_t batch, int64_t n, int64_t ld, const T *U, const T *J,   \
+                                const T *s, T *out, int act)                                    \
+    {                                                                                           \
+        T *y = accumulators_##SUFFIX(n);                                                        \
+        if (!y) return -1;                                                                      \
+        forward_rows_##SUFFIX(batch, n, ld, U, J, s, out, act, y);                              \
         free(y);                                                                                \
         return 0;                                                                               \
     }                                                                                           \
@@ -190,6 +209,73 @@ DEFINE_TANH(float, f32, uint32_t, fabsf, copysignf, 10, 23, 127, 0x1.62e4p-1, 0x
             for (int64_t i = 0; i < n; ++i) zr[i] = c[r * n + i];                               \
             for (int64_t i = n - 1; i > 0; --i) feed_##SUFFIX(zr, L + i * ld, Jr[i] * zr[i], i); \
         }                                                                                       \
+        return 0;                                                                               \
+    }                                                                                           \
+                                                                                                \
+    /* sum_k a[k] b[k]; the simd reduction lets the compiler split the sum between lanes */    \
+    static inline T dot_##SUFFIX(const T *a, const T *b, int64_t n)                             \
+    {                                                                                           \
+        T acc = 0;                                                                              \
+        _Pragma("omp simd reduction(+:acc)") for (int64_t k = 0; k < n; ++k) acc += a[k] * b[k]; \
+        return acc;                                                                             \
+    }                                                                                           \
+                                                                                                \
+    /* out[i] = c[i] + sum_k M[i, k] a[k] over the three (M, a) pairs, M row-major (m x n_k) */ \
+    static inline void affine3_##SUFFIX(int64_t m, T *out, const T *c, const T *M1, const T *a1, \
+                                        int64_t n1, const T *M2, const T *a2, int64_t n2,       \
+                                        const T *M3, const T *a3, int64_t n3)                   \
+    {                                                                                           \
+        for (int64_t i = 0; i < m; ++i)                                                         \
+            out[i] = ((dot_##SUFFIX(M1 + i * n1, a1, n1) + dot_##SUFFIX(M2 + i * n2, a2, n2))   \
+                      + dot_##SUFFIX(M3 + i * n3, a3, n3)) + c[i];                              \
+    }                                                                                           \
+                                                                                                \
+    /* `steps` steps of `batch` rows from x0 (batch, nx): us (T, stride, nu) and ys (T, stride,  \
+     * ny) hold `stride` rows per step (the caller's whole batch; a thread takes some of them),  \
+     * of which these are the first `batch`; xT (batch, nx) gets the last state. U = D11^T      \
+     * (nv, nv; strict upper triangle read), C1T (nx, nv) and D12T (nu, nv) feed the neurons     \
+     * as sums of rows; A, B1, B2, C2, D21, D22 are row-major (out, in), each output a sum of    \
+     * dot products. 0, or -1 when the work arrays could not be allocated (nothing written). */ \
+    int r2dn_ren_rollout_##SUFFIX(int64_t steps, int64_t batch, int64_t stride, int64_t nu,     \
+                                  int64_t nx, int64_t nv, int64_t ny, const T *U,               \
+                                  const T *C1T, const T *D12T, const T *bv, const T *A,         \
+                                  const T *B1, const T *B2, const T *bx, const T *C2,           \
+                                  const T *D21, const T *D22, const T *by, const T *x0,         \
+                                  const T *us, T *ys, T *xT, int act)                           \
+    {                                                                                           \
+        T *y = accumulators_##SUFFIX(nv);                                                       \
+        T *v = malloc((size_t)(batch * (2 * nv + 2 * nx) + 1) * sizeof(T));                     \
+        if (!y || !v) {                                                                         \
+            free(y);                                                                            \
+            free(v);                                                                            \
+            return -1;                                                                          \
+        }                                                                                       \
+        T *w = v + batch * nv, *x = w + batch * nv, *next = x + batch * nx;                     \
+        for (int64_t k = 0; k < batch * nx; ++k) x[k] = x0[k];                                  \
+        for (int64_t t = 0; t < steps; ++t) {                                                   \
+            const T *u = us + t * stride * nu;                                                  \
+            T *yt = ys + t * stride * ny;                                                       \
+            for (int64_t r = 0; r < batch; ++r) {        /* v = C1 x + D12 u + bv */            \
+                T *vr = v + r * nv;                                                             \
+                for (int64_t j = 0; j < nv; ++j) vr[j] = bv[j];                                 \
+                for (int64_t k = 0; k < nu; ++k)                                                \
+                    feed_##SUFFIX(vr, D12T + k * nv, u[r * nu + k], nv);                        \
+                for (int64_t k = 0; k < nx; ++k)                                                \
+                    feed_##SUFFIX(vr, C1T + k * nv, x[r * nx + k], nv);                         \
+            }                                                                                   \
+            forward_rows_##SUFFIX(batch, nv, nv, U, NULL, v, w, act, y);                        \
+            for (int64_t r = 0; r < batch; ++r) {                                               \
+                const T *xr = x + r * nx, *wr = w + r * nv, *ur = u + r * nu;                   \
+                affine3_##SUFFIX(ny, yt + r * ny, by, C2, xr, nx, D21, wr, nv, D22, ur, nu);    \
+                affine3_##SUFFIX(nx, next + r * nx, bx, A, xr, nx, B1, wr, nv, B2, ur, nu);     \
+            }                                                                                   \
+            T *swap = x;                                                                        \
+            x = next;                                                                           \
+            next = swap;                                                                        \
+        }                                                                                       \
+        for (int64_t k = 0; k < batch * nx; ++k) xT[k] = x[k];                                  \
+        free(y);                                                                                \
+        free(v);                                                                                \
         return 0;                                                                               \
     }
 

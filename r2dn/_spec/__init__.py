@@ -19,11 +19,12 @@ from .r2dn import R2DNExplicit
 from .equilibrium import BLOCK, SubstitutionPlan, equilibrium, equilibrium_jvp, equilibrium_vjp, \
     lower_solve, python_scan, substitution_plan, tangent_system, upper_solve
 from .ren import RENExplicit, ren_explicit
-from .rollout import StepMatrices, cell, input_terms, outputs, simulate_loop, step_matrices
+from .rollout import Affine, StepMatrices, affine, cell, input_terms, outputs, simulate_loop, \
+    step_matrices
 
 __all__ = [
-    "Activation", "LBDNExplicit", "R2DNExplicit", "RENExplicit", "SandwichExplicit", "activation",
-    "BLOCK", "StepMatrices", "SubstitutionPlan", "cell", "direct_to_explicit", "equilibrium", "equilibrium_jvp",
+    "Activation", "Affine", "LBDNExplicit", "R2DNExplicit", "RENExplicit", "SandwichExplicit", "activation",
+    "BLOCK", "StepMatrices", "SubstitutionPlan", "affine", "cell", "direct_to_explicit", "equilibrium", "equilibrium_jvp",
     "equilibrium_vjp", "feedforward", "flatten_explicit", "input_terms", "lower_solve",
     "nonlinearity", "outputs", "python_scan", "ren_explicit_wide", "simulate_loop",
     "step_matrices", "substitution_plan", "tangent_system", "upper_solve",
@@ -55,13 +56,13 @@ def ren_explicit_wide(direct: Mapping[str, Array], cfg: ModelConfig, *, xp: Name
 
 def nonlinearity(e: Any, act: Activation, *, xp: Namespace,
                  solver: Callable[..., Array] | None = None,
-                 block: int = BLOCK) -> Callable[[Array], Array]:
+                 block: int = BLOCK, mad: Affine = affine) -> Callable[[Array], Array]:
     """``v -> w`` of a recurrent model, prepared once per call.
 
     REN: the equilibrium ``w = sigma(D11 w + v)``, by ``solver(D11, v, plan)`` when a backend
     registers a custom-derivative version, else by forward substitution; ``plan`` (D11 cut into
     blocks of at most ``block`` neurons, :func:`substitution_plan`) is built once here, outside
-    the time loop. R2DN: the fused LBDN.
+    the time loop. R2DN: the fused LBDN, its layers' products by ``mad`` (:data:`Affine`).
     """
     if isinstance(e, RENExplicit):
         plan = substitution_plan(e.D11, xp=xp, block=block)   # D11-only work, once per rollout
@@ -69,14 +70,15 @@ def nonlinearity(e: Any, act: Activation, *, xp: Namespace,
             return lambda v: solver(e.D11, v, plan)
         return lambda v: equilibrium(e.D11, v, act, xp=xp, plan=plan)
     fused = lbdn_fuse(e.network)
-    return lambda v: lbdn_apply(fused, v, act)
+    return lambda v: lbdn_apply(fused, v, act, mad)
 
 
-def feedforward(e: Any, act: Activation) -> Callable[[Array], Array]:
-    """``u -> y`` of an LBDN (fused once) or a Sandwich layer."""
+def feedforward(e: Any, act: Activation, mad: Affine = affine) -> Callable[[Array], Array]:
+    """``u -> y`` of an LBDN (fused once; its products by ``mad``, :data:`Affine`) or a Sandwich
+    layer."""
     if isinstance(e, LBDNExplicit):
         fused = lbdn_fuse(e)
-        return lambda u: lbdn_apply(fused, u, act)
+        return lambda u: lbdn_apply(fused, u, act, mad)
     return lambda h: sandwich_apply(e, h, act)
 
 

@@ -36,11 +36,6 @@ def solve(A: Array, B: Array, *, xp: Namespace) -> Array:
     return xp.linalg.solve(A, B)
 
 
-def solve_right(B: Array, A: Array, *, xp: Namespace) -> Array:
-    """``B A^-1`` computed as ``(A^-T B^T)^T``."""
-    return xp.linalg.solve(A.T, B.T).T
-
-
 def upper_cholesky(M: Array, *, xp: Namespace) -> Array:
     """Upper factor U with ``U^T U = M`` (M symmetric positive definite)."""
     return xp.linalg.cholesky(M).T

@@ -14,8 +14,9 @@ from typing import NamedTuple
 from array_api_compat import device
 
 from ..compat import PRESETS, Preset
-from ._xp import Array, Namespace, eye_like, solve, solve_right
+from ._xp import Array, Namespace, eye_like, solve
 from .activations import Activation
+from .rollout import Affine, affine
 
 SQRT2 = math.sqrt(2.0)
 
@@ -67,16 +68,21 @@ def cayley(W: Array, *, xp: Namespace) -> tuple[Array, Array]:
     """Cayley transform of ``W`` ((m + n) x n): returns ``(A, B)`` with ``[A^T; B^T]`` orthonormal.
 
     ``U`` = top n rows, ``V`` = the other m; ``Z = U - U^T + V^T V``,
-    ``A^T = (I + Z)^-1 (I - Z)``, ``B^T = -2 V (I + Z)^-1``. Solves, never inverses.
-    Returns A (n, n) and B (n, m).
+    ``A^T = (I + Z)^-1 (I - Z)``, ``B^T = -2 V (I + Z)^-1``. Returns A (n, n) and B (n, m).
+
+    One solve gives both: with ``X = 2 (I + Z)^-1`` (``(I + Z) X = 2 I``), ``I - Z = 2 I - (I + Z)``
+    makes ``A^T = X - I``, and ``B^T = -V X``. Forming X is safe where an inverse usually is
+    not: the symmetric part of ``I + Z`` is ``I + V^T V >= I``, so ``||(I + Z)^-1|| <= 1`` and X
+    is as accurate as a solve against any right-hand side (docs/math/lbdn.md#cayley). The second
+    solve this saves was a third of an LBDN layer's explicit map in torch on a CPU
+    (benchmarks/README.md#the-r2dns-explicit-map-one-solve-per-cayley-transform).
     """
     n = W.shape[1]
     U, V = W[:n, :], W[n:, :]
     Z = U - U.T + V.T @ V
     I = eye_like(n, W, xp=xp)
-    A = solve_right(I - Z.T, I + Z.T, xp=xp)          # A = (A^T)^T = (I - Z)^T (I + Z)^-T
-    B = -2.0 * solve_right(V, I + Z, xp=xp).T         # B = (B^T)^T
-    return A, B
+    X = solve(I + Z, 2.0 * I, xp=xp)
+    return X.T - I, -(V @ X).T
 
 
 def inverse_cayley(A_T: Array, B: Array, *, xp: Namespace) -> Array:
@@ -164,9 +170,10 @@ def lbdn_fuse(e: LBDNExplicit) -> FusedLBDN:
     return FusedLBDN(tuple(W.T for W in weights), tuple(biases), W_out.T, e.output.b)
 
 
-def lbdn_apply(f: FusedLBDN, u: Array, act: Activation) -> Array:
-    """Evaluate a fused LBDN on a batch ``u`` (..., n_in) -> (..., n_out)."""
+def lbdn_apply(f: FusedLBDN, u: Array, act: Activation, mad: Affine = affine) -> Array:
+    """Evaluate a fused LBDN on a batch ``u`` (..., n_in) -> (..., n_out); ``mad`` computes each
+    layer's ``h W^T + c`` (:data:`r2dn._spec.rollout.Affine`)."""
     h = u
     for Wt, c in zip(f.weights_t, f.biases):
-        h = act.fn(h @ Wt + c)
-    return h @ f.W_out_t + f.c_out
+        h = act.fn(mad(h, Wt, c))
+    return mad(h, f.W_out_t, f.c_out)

@@ -39,11 +39,23 @@ def step_matrices(e: Any) -> StepMatrices:
     return StepMatrices(e.C1.T, e.A.T, e.B1.T)
 
 
+#: ``affine(x, W, c) -> x @ W + c``: a framework's fused product-and-add (torch's ``addmm``, one
+#: operator call instead of two in every step and every LBDN layer), given to :func:`cell`,
+#: :func:`simulate_loop` and :func:`r2dn._spec.lbdn_apply`
+Affine = Callable[[Array, Array, Array], Array]
+
+
+def affine(x: Array, W: Array, c: Array) -> Array:
+    """The default :data:`Affine`: ``x @ W + c``."""
+    return x @ W + c
+
+
 def cell(m: StepMatrices, nonlinearity: Callable[[Array], Array], x: Array, uv: Array,
-         ux: Array) -> tuple[Array, Array]:
-    """One state update from precomputed input terms: returns ``(x_next, w)``."""
-    w = nonlinearity(x @ m.C1T + uv)
-    return x @ m.AT + w @ m.B1T + ux, w
+         ux: Array, mad: Affine = affine) -> tuple[Array, Array]:
+    """One state update from precomputed input terms: returns ``(x_next, w)``; ``mad`` computes
+    the products (:data:`Affine`)."""
+    w = nonlinearity(mad(x, m.C1T, uv))
+    return mad(w, m.B1T, mad(x, m.AT, ux)), w
 
 
 def outputs(e: Any, xs: Array, ws: Array, uy: Array) -> Array:
@@ -53,13 +65,15 @@ def outputs(e: Any, xs: Array, ws: Array, uy: Array) -> Array:
 
 def simulate_loop(e: Any, nonlinearity: Callable[[Array], Array], x0: Array, us: Array, *,
                   xp: Namespace, step: Callable[..., tuple[Array, Array]] = cell,
-                  unstack: Callable[[Array], Any] | None = None) -> tuple[Array, Array]:
+                  unstack: Callable[[Array], Any] | None = None,
+                  mad: Affine = affine) -> tuple[Array, Array]:
     """A plain Python time loop over :func:`cell` (NumPy, array-API-strict and eager torch).
 
     Returns ``(x_T, ys)`` with ``ys (T, batch, ny)``. JAX runs the same cell under ``lax.scan``.
     A backend may pass ``step``, a drop-in for :func:`cell` (called with :func:`step_matrices`), and
     ``unstack``, which splits an array along its first axis (torch passes ``torch.unbind``, which
-    ``torch.func.vmap`` can batch; the array API's ``unstack`` goes through ``moveaxis``).
+    ``torch.func.vmap`` can batch; the array API's ``unstack`` goes through ``moveaxis``), and
+    ``mad``, its :data:`Affine` for the step's products.
     """
     uv, ux, uy = input_terms(e, us, xp=xp)
     split = (lambda a: xp.unstack(a, axis=0)) if unstack is None else unstack
@@ -70,6 +84,6 @@ def simulate_loop(e: Any, nonlinearity: Callable[[Array], Array], x0: Array, us:
     # each step's cotangent into a zero array of the whole sequence (quadratic in T)
     for uv_t, ux_t in zip(split(uv), split(ux)):
         xs.append(x)
-        x, w = step(m, nonlinearity, x, uv_t, ux_t)
+        x, w = step(m, nonlinearity, x, uv_t, ux_t, mad)
         ws.append(w)
     return x, outputs(e, xp.stack(xs, axis=0), xp.stack(ws, axis=0), uy)
