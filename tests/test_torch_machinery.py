@@ -73,12 +73,12 @@ def test_inference_runs_in_pieces_with_the_numpy_reference_numbers(make, monkeyp
     """Under torch.no_grad the eager loop runs the spec's loop over pieces of at most
     PIECE_BYTES of temporaries (here 3 steps: 3 x batch 5 x (nv 4 + nx 3 + ny 2) x 8 bytes);
     outputs equal the NumPy reference. With autograd recording it stays one piece; with grad
-    mode on but nothing requiring grad, nothing records, so pieces again. (A REN whose C rollout
-    applies runs without temporaries, in one call: tests/test_torch_native.py; here it is the
-    spec's loop, as where the C loop cannot run.)"""
+    mode on but nothing requiring grad, nothing records, so pieces again. (Where the C rollout
+    applies it runs without temporaries, in one call: tests/test_torch_native.py; here it is the
+    spec's loop, as where the C rollout cannot run.)"""
     from r2dn.torch import native, rollout
 
-    monkeypatch.setattr(native, "rollout_applies", lambda *a: False)
+    monkeypatch.setattr(native, "rollout", lambda *a: None)
     model = make()
     x0, us = _data()
     monkeypatch.setattr(rollout, "PIECE_BYTES", 3 * 5 * 9 * 8)

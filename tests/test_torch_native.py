@@ -250,7 +250,7 @@ def test_without_derivatives_the_loop_runs_without_the_autograd_function(monkeyp
     every derivative stays the implicit one. Same outputs either way."""
     from r2dn.torch import autograd
 
-    monkeypatch.setattr(native, "rollout_applies", lambda *a: False)
+    monkeypatch.setattr(native, "rollout", lambda *a: None)
     model = rt.ContractingREN(1, 1, 12, 1, seed=0, dtype=torch.float64)
     x0, us = torch.zeros(3, 1, dtype=torch.float64), torch.ones(4, 3, 1, dtype=torch.float64)
     applied = []
@@ -268,24 +268,35 @@ def test_without_derivatives_the_loop_runs_without_the_autograd_function(monkeyp
     assert len(applied) == 4
 
 
-# -- the REN's whole time loop in C (native.ren_rollout), where nothing differentiates ------------
+# -- a rollout's whole time loop in C (native.rollout), where nothing differentiates ------------
 
-ROLLOUT_MODELS = {      # every family's explicit form, every activation of the loops, nv 1 and 200
-    "contracting-tanh-nv200": lambda dt: rt.ContractingREN(1, 1, 200, 1, activation="tanh",
-                                                          identity_output=True, seed=0, dtype=dt),
-    "general-sigmoid": lambda dt: rt.GeneralREN(2, 3, 37, 2, Q=-np.eye(2), S=0.2 * np.ones((2, 2)),
-                                                R=np.eye(2), activation="sigmoid", seed=1, dtype=dt),
-    "lipschitz-relu-nv1": lambda dt: rt.LipschitzREN(3, 4, 1, 2, gamma=2.0, activation="relu",
-                                                     seed=2, dtype=dt),
-    "passive-identity": lambda dt: rt.PassiveREN(2, 2, 5, 2, nu_index=0.1, activation="identity",
-                                                 seed=3, dtype=dt),
+ROLLOUT_MODELS = {      # every family, every activation of the loops, nv 1 and 200, both presets
+    "contracting-ren-tanh-nv200": lambda dt: rt.ContractingREN(
+        1, 1, 200, 1, activation="tanh", identity_output=True, seed=0, dtype=dt),
+    "general-ren-sigmoid": lambda dt: rt.GeneralREN(
+        2, 3, 37, 2, Q=-np.eye(2), S=0.2 * np.ones((2, 2)), R=np.eye(2), activation="sigmoid",
+        seed=1, dtype=dt),
+    "lipschitz-ren-relu-nv1": lambda dt: rt.LipschitzREN(3, 4, 1, 2, gamma=2.0, activation="relu",
+                                                         seed=2, dtype=dt),
+    "passive-ren-identity": lambda dt: rt.PassiveREN(2, 2, 5, 2, nu_index=0.1,
+                                                     activation="identity", seed=3, dtype=dt),
+    "contracting-r2dn-relu": lambda dt: rt.ContractingR2DN(
+        1, 1, 16, 1, hidden=(96, 40, 96), activation="relu", identity_output=True, seed=4,
+        dtype=dt),
+    "lipschitz-r2dn-tanh": lambda dt: rt.LipschitzR2DN(2, 3, 4, 2, hidden=(7,), gamma=3.0,
+                                                       activation="tanh", seed=5, dtype=dt),
+    "general-r2dn-sigmoid-no-hidden": lambda dt: rt.GeneralR2DN(
+        2, 3, 5, 2, hidden=(), Q=-np.eye(2), S=0.1 * np.ones((2, 2)), R=np.eye(2),
+        activation="sigmoid", seed=6, dtype=dt),
+    "contracting-r2dn-robustnn": lambda dt: rt.ContractingR2DN(
+        2, 2, 3, 2, hidden=(5, 6), activation="tanh", compat="robustnn", seed=7, dtype=dt),
 }
 
 
 def _count_rollouts(monkeypatch) -> list:
     calls = []
-    rollout = native.ren_rollout
-    monkeypatch.setattr(native, "ren_rollout", lambda *a: calls.append(1) or rollout(*a))
+    rollout = native.rollout
+    monkeypatch.setattr(native, "rollout", lambda *a: calls.append(1) or rollout(*a))
     return calls
 
 
@@ -294,9 +305,9 @@ def _count_rollouts(monkeypatch) -> list:
 @pytest.mark.parametrize("name", list(ROLLOUT_MODELS))
 def test_a_rollout_without_gradients_is_one_c_call_equal_to_the_numpy_reference(name, dtype,
                                                                                   monkeypatch):
-    """Under torch.no_grad the whole sequence is one ``ren_rollout`` call (counted), whose state
-    and outputs equal the float64 NumPy model with the same parameters (a 37-row batch: one block
-    of LANES rows and a partial one)."""
+    """Under torch.no_grad the whole sequence is one C call (counted; for an R2DN where torch
+    exports its BLAS), whose state and outputs equal the float64 NumPy model with the same
+    parameters (a 37-row batch: one block of LANES rows and a partial one)."""
     import r2dn.numpy as rn
 
     model = ROLLOUT_MODELS[name](dtype)
@@ -310,6 +321,9 @@ def test_a_rollout_without_gradients_is_one_c_call_equal_to_the_numpy_reference(
         dt = next(model.parameters()).dtype
         xT, ys = model.simulate(x0.to(dt), us.to(dt))
     assert calls == [1]
+    if c.family == "ren" or native._gemm() is not None:
+        assert native.rollout(model.explicit(), model._backend.activation(c.activation),
+                              x0.to(dt), us.to(dt)) is not None
     x_ref, y_ref = ref.simulate(x0.numpy(), us.numpy())
     tol = 1e-12 if dtype == "float64" else 1e-5
     assert _rel(xT.double(), torch.as_tensor(x_ref)) < tol
@@ -317,32 +331,47 @@ def test_a_rollout_without_gradients_is_one_c_call_equal_to_the_numpy_reference(
 
 
 @needs_loops
-def test_the_rollout_falls_back_where_it_cannot_run(monkeypatch):
+@pytest.mark.parametrize("family", ["ren", "r2dn"])
+def test_the_rollout_falls_back_where_it_cannot_run(family, monkeypatch):
     """With autograd recording, under torch.func, for a user activation, and with the loops off,
-    the spec's loop runs (no ``ren_rollout`` call), with the same numbers."""
-    model = rt.ContractingREN(2, 2, 6, 1, activation="tanh", seed=0, dtype="float64")
+    the spec's loop runs (no C rollout), with the same numbers."""
+    make = ((lambda act: rt.ContractingREN(2, 2, 6, 1, activation=act, seed=0, dtype="float64"))
+            if family == "ren" else
+            (lambda act: rt.ContractingR2DN(2, 2, 6, 1, hidden=(5,), activation=act, seed=0,
+                                            dtype="float64")))
+    model = make("tanh")
     x0, us = torch.zeros(3, 2, dtype=torch.float64), torch.ones(4, 3, 2, dtype=torch.float64)
-    calls = _count_rollouts(monkeypatch)
+    ran = []
+    rollout = native.rollout
+    monkeypatch.setattr(native, "rollout", lambda *a: ran.append(rollout(*a) is not None))
     with torch.no_grad():
         y_c = model.simulate(x0, us)[1]
-    assert calls == [1]
-    calls.clear()
+    monkeypatch.setattr(native, "rollout", rollout)
+    calls = _count_rollouts(monkeypatch)
     y_graph = model.simulate(x0, us)[1]
     y_vmap = torch.func.vmap(lambda x, u: model.simulate(x[None], u[:, None])[1][:, 0],
                              in_dims=(0, 1))(x0, us)
-    user = rt.ContractingREN(2, 2, 6, 1, activation=torch.tanh, seed=0, dtype="float64")
+    user = make(torch.tanh)
     with torch.no_grad():
         y_user = user.simulate(x0, us)[1]
-    assert not calls
-    for y in (y_graph.detach(), y_vmap.movedim(0, 1), y_user):
+    assert ran == [True] and calls == [1]        # the user activation's call declines
+    monkeypatch.setattr(native, "_usable", lambda *a: False)
+    with torch.no_grad():
+        y_off = model.simulate(x0, us)[1]
+    for y in (y_graph.detach(), y_vmap.movedim(0, 1), y_user, y_off):
         assert _rel(y, y_c) < 1e-13
 
 
 @needs_loops
-def test_rollout_operator_calls_do_not_grow_with_the_sequence():
+@pytest.mark.parametrize("family", ["ren", "r2dn"])
+def test_rollout_operator_calls_do_not_grow_with_the_sequence(family):
     """The time loop is inside the one call: a 64-step rollout without gradients makes as many
     operator calls as an 8-step one."""
-    model = rt.ContractingREN(1, 1, 30, 1, activation="tanh", seed=0, identity_output=True)
+    model = (rt.ContractingREN(1, 1, 30, 1, activation="tanh", seed=0, identity_output=True)
+             if family == "ren" else
+             rt.ContractingR2DN(1, 1, 8, 1, hidden=(16, 16), seed=0, identity_output=True))
+    if family == "r2dn" and native._gemm() is None:
+        pytest.skip("torch exports no sgemm_64 here: the R2DN's rollout runs torch operations")
     gen = torch.Generator().manual_seed(0)
     short, long = (torch.randn(t, 16, 1, generator=gen) for t in (8, 64))
     assert _operator_calls(model, long, False) == _operator_calls(model, short, False)
@@ -350,7 +379,7 @@ def test_rollout_operator_calls_do_not_grow_with_the_sequence():
 
 @needs_loops
 def test_rollout_rows_split_between_threads_give_the_same_numbers(monkeypatch):
-    """Above PARALLEL_WORK, with two intra-op threads, the rollout's rows go to two calls, and
+    """Above PARALLEL_WORK, with two intra-op threads, a REN rollout's rows go to two calls, and
     its outputs are bitwise the one-thread outputs."""
     model = rt.ContractingREN(2, 3, 24, 2, activation="tanh", seed=0, dtype="float64")
     gen = torch.Generator().manual_seed(1)

@@ -121,8 +121,8 @@ def call(model: Any, method: str, args: tuple[Any, ...], chunk: int | None = Non
     steps with the block compiled by ``model.compile()`` (a compiled block under
     ``torch.compile``), else the spec's eager cell; a chunked call also passes ``prepare``
     (:func:`r2dn._model.nonlinearity`), with which a chunk rebuilds the map from its own inputs in
-    the backward pass; a REN passes its activation ``act``, with which a rollout that nothing
-    differentiates runs its steps in C (:func:`.native.ren_rollout`).
+    the backward pass; its activation ``act``, with which a rollout that nothing differentiates
+    runs its steps in C (:func:`.native.rollout`).
     """
     c = model.config
     options = {}
@@ -131,8 +131,7 @@ def call(model: Any, method: str, args: tuple[Any, ...], chunk: int | None = Non
         options["block"] = compiled() if block is None and torch.compiler.is_compiling() else block
         if chunk is not None:                   # a chunk rebuilds the map in its backward pass
             options["prepare"] = functools.partial(nonlinearity, BACKEND, c)
-        if c.family == "ren":                   # for the C time loop where nothing differentiates
-            options["act"] = BACKEND.activation(c.activation)
+        options["act"] = BACKEND.activation(c.activation)   # for the C time loop (no derivatives)
     ref = model._reference()
     if not autocast_on(ref.device):
         return execute(BACKEND, c, model.explicit, ref, method, args, chunk, **options)

@@ -24,10 +24,12 @@ spec's operations run (with a one-time warning when a compiler was wanted and fa
 
 from __future__ import annotations
 
+import ctypes
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -134,44 +136,84 @@ def upper_solve(L: torch.Tensor, J: torch.Tensor, c: torch.Tensor) -> torch.Tens
     return _run("upper_solve", L, (J, c)) if _usable(L, J, c) else None
 
 
-def rollout_applies(e: Any, act: _spec.Activation, x0: torch.Tensor, us: torch.Tensor) -> bool:
-    """Whether :func:`ren_rollout` runs the REN ``e`` (:class:`r2dn._spec.RENExplicit`) from
-    ``x0`` over ``us``: a named activation of the C loops and plain CPU tensors of one float
-    dtype (the caller checks that nothing differentiates the rollout)."""
-    return (act.name in ACTIVATIONS and _usable(e.D11, x0, *_matrices(e)[1:])
-            and _plain(us) and us.dtype == x0.dtype and us.ndim == 3)
+def _lti(e: Any) -> list[torch.Tensor]:
+    """A recurrent model's linear part in the C rollouts' order and layout: C1^T, D12^T and bv
+    (the neurons' inputs are sums of their rows), A, B1, B2, bx, C2, D21, D22, by (each output
+    row a dot product)."""
+    return [t.contiguous() for t in (e.C1.T, e.D12.T, e.bv, e.A, e.B1, e.B2, e.bx, e.C2, e.D21,
+                                     e.D22, e.by)]
 
 
-def _matrices(e: Any) -> tuple[torch.Tensor, ...]:
-    """The REN's arrays in the C rollout's order and layout: U = D11^T (the loop reads its strict
-    upper triangle only, D11's strict lower one), C1^T, D12^T and bv (the neurons' inputs are
-    sums of their rows), A, B1, B2, bx, C2, D21, D22, by (each row a dot product), biases as
-    (1, n)."""
-    return (e.D11.T, e.C1.T, e.D12.T, e.bv[None], e.A, e.B1, e.B2, e.bx[None], e.C2, e.D21,
-            e.D22, e.by[None])
+def _pointers(tensors: list[torch.Tensor]) -> ctypes.Array:
+    return (ctypes.c_void_p * len(tensors))(*(t.data_ptr() for t in tensors))
 
 
-def ren_rollout(e: Any, act: _spec.Activation, x0: torch.Tensor,
-                us: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(x_T, ys)`` of the REN ``e`` from ``x0 (batch, nx)`` over ``us (T, batch, nu)`` by one C
-    call (``r2dn_ren_rollout``), where :func:`rollout_applies`: for each step ``v = C1 x + D12 u
-    + bv``, ``w = act(D11 w + v)``, ``y = C2 x + D21 w + D22 u + by``, ``x+ = A x + B1 w + B2 u
-    + bx`` (:func:`r2dn._spec.simulate_loop` with the equilibrium).
+@cache
+def _gemm() -> dict[torch.dtype, int] | None:
+    """The addresses of the BLAS ``sgemm_64`` and ``dgemm_64`` (the Fortran interface with 64-bit
+    integers) that torch's own CPU library exports (MKL's, in the x86-64 Linux wheels), or None:
+    the R2DN's products must be the BLAS torch itself runs, not a slower one of ours."""
+    for path in sorted((Path(torch.__file__).parent / "lib").glob("libtorch_cpu.*")):
+        try:
+            lib = ctypes.CDLL(str(path))
+            return {dtype: ctypes.cast(getattr(lib, f"{letter}gemm_64"), ctypes.c_void_p).value
+                    for dtype, letter in ((torch.float32, "s"), (torch.float64, "d"))}
+        except (OSError, AttributeError):
+            return None
+    return None
 
-    A step costs no operator call and no memory but its output: an eager rollout without
+
+def rollout(e: Any, act: _spec.Activation, x0: torch.Tensor,
+            us: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``(x_T, ys)`` of a REN's or an R2DN's whole rollout from ``x0 (batch, nx)`` over ``us (T,
+    batch, nu)`` by one C call, or None where it does not apply: a named activation of the C
+    loops, plain CPU float32/float64 tensors and, for an R2DN, torch's BLAS (:func:`_gemm`). The
+    caller checks that nothing differentiates the rollout.
+
+    Each step is :func:`r2dn._spec.simulate_loop`'s: ``v = C1 x + D12 u + bv``, ``w = phi(v)``
+    (the REN's equilibrium ``w = act(D11 w + v)``, or the R2DN's fused LBDN, whose products the
+    loop hands to torch's BLAS), ``y = C2 x + D21 w + D22 u + by``, ``x+ = A x + B1 w + B2 u +
+    bx``. A step costs no operator call and no memory but its output: an eager rollout without
     gradients pays torch's dispatch once per sequence instead of the cell's operations in every
-    step. Rows are independent, so a large call splits them between torch's threads."""
-    steps, batch, nu = us.shape
-    nx, nv, ny = e.A.shape[0], e.D11.shape[0], e.C2.shape[0]
-    mats = [t.contiguous() for t in _matrices(e)]
+    step."""
+    lti = _lti(e)
+    ren = isinstance(e, _spec.RENExplicit)
+    if (act.name not in ACTIVATIONS or not _usable(e.A, x0)
+            or not all(_plain(t) and t.dtype == x0.dtype for t in (us, *lti))
+            or (ren and not _usable(e.D11)) or (not ren and _gemm() is None)):
+        return None
     x0, us = x0.contiguous(), us.contiguous()
+    steps, batch, nu = us.shape
+    nx, nv, ny = e.A.shape[0], e.C1.shape[0], e.C2.shape[0]
     ys, xT = x0.new_empty((steps, batch, ny)), x0.new_empty((batch, nx))
-    fn = _functions(_native.c_library()[0])["ren_rollout", x0.dtype]
-    size, code, ptrs = x0.element_size(), ACTIVATIONS[act.name], [t.data_ptr() for t in mats]
+    lib, code, table = _native.c_library()[0], ACTIVATIONS[act.name], _pointers(lti)
+    if not ren:
+        return _r2dn(e, code, x0, us, ys, xT, table)
+    fn, U = _functions(lib)["ren_rollout", x0.dtype], e.D11.T.contiguous()   # the loop reads
+    size = x0.element_size()                                                 # U's strict upper
 
-    def rows(lo: int, hi: int) -> int:
+    def rows(lo: int, hi: int) -> int:                                       # triangle only
         at = [t.data_ptr() + lo * w * size for t, w in ((x0, nx), (us, nu), (ys, ny), (xT, nx))]
-        return fn(steps, hi - lo, batch, nu, nx, nv, ny, *ptrs, *at, code)
+        return fn(steps, hi - lo, batch, nu, nx, nv, ny, U.data_ptr(), table, *at, code)
 
     _by_rows("ren_rollout", batch, steps * batch * nv * nv, rows)
+    return xT, ys
+
+
+def _r2dn(e: Any, code: int, x0: torch.Tensor, us: torch.Tensor, ys: torch.Tensor,
+          xT: torch.Tensor, table: ctypes.Array) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`rollout` of an R2DN: its fused LBDN's layers (:func:`r2dn._spec.lbdn_fuse`) as
+    row-major ``W^T`` and biases; one call over every row (the BLAS threads the products)."""
+    fused = _spec.lbdn_fuse(e.network)
+    weights = [W.contiguous() for W in (*fused.weights_t, fused.W_out_t)]
+    biases = [c.contiguous() for c in (*fused.biases, fused.c_out)]
+    widths = (ctypes.c_int64 * (len(weights) + 1))(weights[0].shape[0],
+                                                   *(W.shape[1] for W in weights))
+    steps, batch, nu = us.shape
+    failed = _functions(_native.c_library()[0])["r2dn_rollout", x0.dtype](
+        steps, batch, nu, e.A.shape[0], e.C1.shape[0], e.C2.shape[0], len(weights) - 1, widths,
+        _pointers(weights), _pointers(biases), table, x0.data_ptr(), us.data_ptr(), ys.data_ptr(),
+        xT.data_ptr(), code, _gemm()[x0.dtype])
+    if failed:
+        raise MemoryError("r2dn: the C loop r2dn_rollout could not allocate its work arrays")
     return xT, ys

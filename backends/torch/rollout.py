@@ -17,7 +17,6 @@ This module chooses how torch runs them:
 from __future__ import annotations
 
 import contextlib
-import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -82,39 +81,36 @@ def compiled(steps: int = BLOCK, **options: Any) -> Block:
     return _COMPILED[key]
 
 
-def _native_steps(e: Any, nonlinearity: Callable[[torch.Tensor], torch.Tensor],
-                  x: torch.Tensor, us: torch.Tensor, *,
-                  act: _spec.Activation) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`_steps` of a REN by one C call (:func:`.native.ren_rollout`)."""
-    return native.ren_rollout(e, act, x, us)
-
-
 def _loop(e: Any, nonlinearity: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
           us: torch.Tensor, block: Block | None,
           act: _spec.Activation | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(x_T, ys)`` of the spec's loop: eager, or compiled blocks then the eager remainder.
 
     Where nothing differentiates the rollout (:func:`r2dn.torch.autograd.differentiated`), the
-    eager loop runs in pieces of :data:`PIECE_BYTES` worth of steps, and a REN's (``act``, its
-    activation) pieces run in C where :func:`.native.rollout_applies`."""
+    model's activation ``act`` is given and :func:`.native.rollout` applies, the eager remainder
+    is one C call; elsewhere, without derivatives, the eager loop runs in pieces of
+    :data:`PIECE_BYTES` worth of steps."""
     whole = 0 if block is None else us.shape[0] - us.shape[0] % block.steps
     ys = []
     for part in torch.split(us[:whole], block.steps) if whole else ():
         x, y = block.fn(e, nonlinearity, x, part)
         ys.append(y)
-    rest, steps = us[whole:], _steps
-    if differentiated(x, us, *(t for t in pytree.tree_leaves(e) if isinstance(t, torch.Tensor))):
-        piece = rest.shape[0]    # one piece: no split op to record
-    elif act is not None and native.rollout_applies(e, act, x, rest):
-        piece, steps = rest.shape[0], functools.partial(_native_steps, act=act)  # no temporaries
-    else:
-        width = e.C1.shape[0] + e.A.shape[0] + e.C2.shape[0]
-        piece = max(1, PIECE_BYTES // (x.shape[0] * width * x.element_size()))
-    parts = () if not rest.shape[0] else (rest,) if piece >= rest.shape[0] else torch.split(
-        rest, piece)
-    for part in parts:
-        x, y = steps(e, nonlinearity, x, part)
+    rest = us[whole:]
+    recorded = differentiated(x, us, *(t for t in pytree.tree_leaves(e)
+                                       if isinstance(t, torch.Tensor)))
+    done = None if recorded or act is None or not rest.shape[0] else native.rollout(
+        e, act, x, rest)
+    if done is not None:               # the whole remainder in one C call, no temporaries
+        x, y = done
         ys.append(y)
+    elif rest.shape[0]:
+        # one piece (every differentiated rollout) is the sequence itself: no split op to record
+        width = e.C1.shape[0] + e.A.shape[0] + e.C2.shape[0]
+        piece = rest.shape[0] if recorded else max(
+            1, PIECE_BYTES // (x.shape[0] * width * x.element_size()))
+        for part in (rest,) if piece >= rest.shape[0] else torch.split(rest, piece):
+            x, y = _steps(e, nonlinearity, x, part)
+            ys.append(y)
     return x, ys[0] if len(ys) == 1 else torch.cat(ys)
 
 
@@ -219,8 +215,8 @@ def rollout(e: Any, nonlinearity: Callable[[torch.Tensor], torch.Tensor], x0: to
         ``e -> nonlinearity``, which a chunk needs to rebuild the map from its own inputs in the
         backward pass (required with ``chunk``).
     act : r2dn._spec.Activation, optional
-        A REN's activation: where nothing differentiates the rollout, its steps then run as one
-        C loop per piece of the sequence (:func:`.native.ren_rollout`), where that applies.
+        The model's activation: where nothing differentiates the rollout, its steps then run as
+        one C call (:func:`.native.rollout`), where that applies.
 
     Raises
     ------

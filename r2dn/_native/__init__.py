@@ -2,7 +2,8 @@
 
 The REN equilibrium is a substitution over its nv neurons, one after the other; written with a
 framework's array operations each neuron costs a few operator calls, so a step's operator count
-grows with nv. ``substitution.c`` (beside this file) solves each substitution in one call. Two
+grows with nv. ``substitution.c`` (beside this file) solves each substitution in one call, and
+runs a REN's or an R2DN's whole time loop in one call (for torch rollouts without derivatives). Two
 libraries are built from it, both with the system's compilers and cached in ``$R2DN_CACHE``
 (default ``~/.cache/r2dn``), keyed by the sources, the compiler, the flags and the CPU:
 
@@ -45,12 +46,14 @@ ACTIVATIONS = {"identity": 0, "relu": 1, "tanh": 2, "sigmoid": 3}
 #: the forward substitutions solve this many batch rows together (LANES in the C file)
 LANES = 32
 _I64, _PTR = ctypes.c_int64, ctypes.c_void_p
-#: each loop's arguments: the substitutions' (batch, n, ld, arrays..., [activation]) and the
-#: REN rollout's (steps, batch, stride, nu, nx, nv, ny, U, C1T, D12T, bv, A, B1, B2, bx, C2, D21,
-#: D22, by, x0, us, ys, xT, activation)
+#: each loop's arguments: the substitutions' (batch, n, ld, arrays..., [activation]); the REN
+#: rollout's (steps, batch, stride, nu, nx, nv, ny, U, lti, x0, us, ys, xT, activation) and the
+#: R2DN rollout's (steps, batch, nu, nx, nv, ny, layers, widths, weights, biases, lti, x0, us, ys,
+#: xT, activation, gemm), with ``lti`` an array of the 11 linear-part arrays (``substitution.c``)
 ARGS = {"equilibrium": [_I64] * 3 + [_PTR] * 3 + [ctypes.c_int],
         "lower_solve": [_I64] * 3 + [_PTR] * 4, "upper_solve": [_I64] * 3 + [_PTR] * 4,
-        "ren_rollout": [_I64] * 7 + [_PTR] * 16 + [ctypes.c_int]}
+        "ren_rollout": [_I64] * 7 + [_PTR] * 6 + [ctypes.c_int],
+        "r2dn_rollout": [_I64] * 7 + [_PTR] * 8 + [ctypes.c_int, _PTR]}
 SUFFIXES = ("f32", "f64")
 
 

@@ -7,11 +7,14 @@
  *   lower_solve   y = s + J (L y)            forward substitution, linear
  *   upper_solve   z = c + L^T (J z)          back substitution, last neuron first
  *
- * and, at the end, ren_rollout: a REN's whole time loop (r2dn._spec.simulate_loop with the
- * equilibrium), for torch rollouts that nothing differentiates:
+ * and, at the end, the whole time loop of a REN (ren_rollout) and of an R2DN (r2dn_rollout), for
+ * torch rollouts that nothing differentiates (r2dn._spec.simulate_loop):
  *
- *   v = C1 x + D12 u + bv,  w = act(D11 w + v),  y = C2 x + D21 w + D22 u + by,
+ *   v = C1 x + D12 u + bv,  w = phi(v),  y = C2 x + D21 w + D22 u + by,
  *   x+ = A x + B1 w + B2 u + bx
+ *
+ * with phi the equilibrium w = act(D11 w + v), or the R2DN's fused LBDN, whose products go to
+ * the BLAS gemm the caller passes (torch's own).
  *
  * L is strictly lower triangular, n x n inside a row-major array of leading dimension ld (its
  * diagonal and upper triangle are never read); the forward substitutions take its transpose
@@ -80,6 +83,18 @@ static const double inv_factorial[14] = {
 DEFINE_TANH(double, f64, uint64_t, fabs, copysign, 22, 52, 1023, 0x1.62e42fee00000p-1,
             0x1.a39ef35793c76p-33)
 DEFINE_TANH(float, f32, uint32_t, fabsf, copysignf, 10, 23, 127, 0x1.62e4p-1, 0x1.7f7d1cp-20)
+
+/* the linear part of a recurrent model's step (r2dn._spec.rollout), rows of `nv` neurons */
+#define DEFINE_LTI(T, SUFFIX)                                                                   \
+    struct lti_##SUFFIX {                                                                       \
+        int64_t nu, nx, nv, ny;                                                                 \
+        const T *C1T, *D12T, *bv, *A, *B1, *B2, *bx, *C2, *D21, *D22, *by;                      \
+    };                                                                                          \
+    typedef void (*gemm_##SUFFIX)(const char *, const char *, const int64_t *, const int64_t *, \
+                                  const int64_t *, const T *, const T *, const int64_t *,       \
+                                  const T *, const int64_t *, const T *, T *, const int64_t *);
+DEFINE_LTI(float, f32)
+DEFINE_LTI(double, f64)
 
 #define DEFINE_SUBSTITUTIONS(T, SUFFIX)                                                         \
     /* out[r] = act(v[r]) for the width lanes */                                                \
@@ -212,6 +227,14 @@ DEFINE_TANH(float, f32, uint32_t, fabsf, copysignf, 10, 23, 127, 0x1.62e4p-1, 0x
         return 0;                                                                               \
     }                                                                                           \
                                                                                                 \
+    /* exchange two work arrays (the state and the next one, a layer's input and output) */   \
+    static inline void swap_##SUFFIX(T **a, T **b)                                              \
+    {                                                                                           \
+        T *t = *a;                                                                              \
+        *a = *b;                                                                                \
+        *b = t;                                                                                 \
+    }                                                                                           \
+                                                                                                \
     /* sum_k a[k] b[k]; the simd reduction lets the compiler split the sum between lanes */    \
     static inline T dot_##SUFFIX(const T *a, const T *b, int64_t n)                             \
     {                                                                                           \
@@ -230,19 +253,55 @@ DEFINE_TANH(float, f32, uint32_t, fabsf, copysignf, 10, 23, 127, 0x1.62e4p-1, 0x
                       + dot_##SUFFIX(M3 + i * n3, a3, n3)) + c[i];                              \
     }                                                                                           \
                                                                                                 \
-    /* `steps` steps of `batch` rows from x0 (batch, nx): us (T, stride, nu) and ys (T, stride,  \
-     * ny) hold `stride` rows per step (the caller's whole batch; a thread takes some of them),  \
-     * of which these are the first `batch`; xT (batch, nx) gets the last state. U = D11^T      \
-     * (nv, nv; strict upper triangle read), C1T (nx, nv) and D12T (nu, nv) feed the neurons     \
-     * as sums of rows; A, B1, B2, C2, D21, D22 are row-major (out, in), each output a sum of    \
-     * dot products. 0, or -1 when the work arrays could not be allocated (nothing written). */ \
+    /* v = C1 x + D12 u + bv for `batch` rows (the neurons' inputs as sums of rows) */          \
+    static void lti_inputs_##SUFFIX(const struct lti_##SUFFIX *m, int64_t batch, const T *x,    \
+                                    const T *u, T *v)                                           \
+    {                                                                                           \
+        for (int64_t r = 0; r < batch; ++r) {                                                   \
+            T *vr = v + r * m->nv;                                                              \
+            for (int64_t j = 0; j < m->nv; ++j) vr[j] = m->bv[j];                               \
+            for (int64_t k = 0; k < m->nu; ++k)                                                 \
+                feed_##SUFFIX(vr, m->D12T + k * m->nv, u[r * m->nu + k], m->nv);                \
+            for (int64_t k = 0; k < m->nx; ++k)                                                 \
+                feed_##SUFFIX(vr, m->C1T + k * m->nv, x[r * m->nx + k], m->nv);                 \
+        }                                                                                       \
+    }                                                                                           \
+                                                                                                \
+    /* y = C2 x + D21 w + D22 u + by and next = A x + B1 w + B2 u + bx for `batch` rows */     \
+    static void lti_outputs_##SUFFIX(const struct lti_##SUFFIX *m, int64_t batch, const T *x,   \
+                                     const T *w, const T *u, T *y, T *next)                     \
+    {                                                                                           \
+        const int64_t nu = m->nu, nx = m->nx, nv = m->nv, ny = m->ny;                           \
+        for (int64_t r = 0; r < batch; ++r) {                                                   \
+            const T *xr = x + r * nx, *wr = w + r * nv, *ur = u + r * nu;                       \
+            affine3_##SUFFIX(ny, y + r * ny, m->by, m->C2, xr, nx, m->D21, wr, nv, m->D22, ur,  \
+                             nu);                                                               \
+            affine3_##SUFFIX(nx, next + r * nx, m->bx, m->A, xr, nx, m->B1, wr, nv, m->B2, ur,  \
+                             nu);                                                               \
+        }                                                                                       \
+    }                                                                                           \
+                                                                                                \
+    /* the recurrent models' linear part from the caller's 11 arrays, in the order C1T, D12T,   \
+     * bv, A, B1, B2, bx, C2, D21, D22, by */                                                   \
+    static struct lti_##SUFFIX lti_##SUFFIX(int64_t nu, int64_t nx, int64_t nv, int64_t ny,     \
+                                            const T *const *a)                                  \
+    {                                                                                           \
+        struct lti_##SUFFIX m = {nu, nx, nv, ny, a[0], a[1], a[2], a[3], a[4], a[5], a[6],      \
+                                 a[7], a[8], a[9], a[10]};                                      \
+        return m;                                                                               \
+    }                                                                                           \
+                                                                                                \
+    /* A REN's `steps` steps for `batch` rows from x0 (batch, nx): us (T, stride, nu) and ys    \
+     * (T, stride, ny) hold `stride` rows per step (the caller's whole batch; a thread takes    \
+     * some of them), of which these are the first `batch`; xT (batch, nx) gets the last state. \
+     * U = D11^T (nv, nv; strict upper triangle read); `lti` as lti_ reads it. 0, or -1 when    \
+     * the work arrays could not be allocated (nothing written). */                             \
     int r2dn_ren_rollout_##SUFFIX(int64_t steps, int64_t batch, int64_t stride, int64_t nu,     \
                                   int64_t nx, int64_t nv, int64_t ny, const T *U,               \
-                                  const T *C1T, const T *D12T, const T *bv, const T *A,         \
-                                  const T *B1, const T *B2, const T *bx, const T *C2,           \
-                                  const T *D21, const T *D22, const T *by, const T *x0,         \
-                                  const T *us, T *ys, T *xT, int act)                           \
+                                  const T *const *lti, const T *x0, const T *us, T *ys, T *xT,  \
+                                  int act)                                                      \
     {                                                                                           \
+        const struct lti_##SUFFIX m = lti_##SUFFIX(nu, nx, nv, ny, lti);                        \
         T *y = accumulators_##SUFFIX(nv);                                                       \
         T *v = malloc((size_t)(batch * (2 * nv + 2 * nx) + 1) * sizeof(T));                     \
         if (!y || !v) {                                                                         \
@@ -254,28 +313,59 @@ DEFINE_TANH(float, f32, uint32_t, fabsf, copysignf, 10, 23, 127, 0x1.62e4p-1, 0x
         for (int64_t k = 0; k < batch * nx; ++k) x[k] = x0[k];                                  \
         for (int64_t t = 0; t < steps; ++t) {                                                   \
             const T *u = us + t * stride * nu;                                                  \
-            T *yt = ys + t * stride * ny;                                                       \
-            for (int64_t r = 0; r < batch; ++r) {        /* v = C1 x + D12 u + bv */            \
-                T *vr = v + r * nv;                                                             \
-                for (int64_t j = 0; j < nv; ++j) vr[j] = bv[j];                                 \
-                for (int64_t k = 0; k < nu; ++k)                                                \
-                    feed_##SUFFIX(vr, D12T + k * nv, u[r * nu + k], nv);                        \
-                for (int64_t k = 0; k < nx; ++k)                                                \
-                    feed_##SUFFIX(vr, C1T + k * nv, x[r * nx + k], nv);                         \
-            }                                                                                   \
+            lti_inputs_##SUFFIX(&m, batch, x, u, v);                                            \
             forward_rows_##SUFFIX(batch, nv, nv, U, NULL, v, w, act, y);                        \
-            for (int64_t r = 0; r < batch; ++r) {                                               \
-                const T *xr = x + r * nx, *wr = w + r * nv, *ur = u + r * nu;                   \
-                affine3_##SUFFIX(ny, yt + r * ny, by, C2, xr, nx, D21, wr, nv, D22, ur, nu);    \
-                affine3_##SUFFIX(nx, next + r * nx, bx, A, xr, nx, B1, wr, nv, B2, ur, nu);     \
-            }                                                                                   \
-            T *swap = x;                                                                        \
-            x = next;                                                                           \
-            next = swap;                                                                        \
+            lti_outputs_##SUFFIX(&m, batch, x, w, u, ys + t * stride * ny, next);               \
+            swap_##SUFFIX(&x, &next);                                                           \
         }                                                                                       \
         for (int64_t k = 0; k < batch * nx; ++k) xT[k] = x[k];                                  \
         free(y);                                                                                \
         free(v);                                                                                \
+        return 0;                                                                               \
+    }                                                                                           \
+                                                                                                \
+    /* An R2DN's `steps` steps for all `batch` rows: w = phi(v), phi the fused LBDN of         \
+     * `layers` hidden layers, h_k = act(h_{k-1} W_k^T + c_k) from h_0 = v, w = h W_out^T +     \
+     * c_out. weights[k] (widths[k] x widths[k + 1], row-major: W_k^T) and biases[k] for        \
+     * k = 0 .. layers, the last the output layer; widths[0] = widths[layers + 1] = nv. The     \
+     * layers' products go to `gemm`, a BLAS ?gemm with 64-bit integers (Fortran interface),     \
+     * which the caller takes from its framework's BLAS. 0, or -1 as above. */                  \
+    int r2dn_r2dn_rollout_##SUFFIX(int64_t steps, int64_t batch, int64_t nu, int64_t nx,        \
+                                   int64_t nv, int64_t ny, int64_t layers,                      \
+                                   const int64_t *widths, const T *const *weights,              \
+                                   const T *const *biases, const T *const *lti, const T *x0,    \
+                                   const T *us, T *ys, T *xT, int act, gemm_##SUFFIX gemm)      \
+    {                                                                                           \
+        const struct lti_##SUFFIX m = lti_##SUFFIX(nu, nx, nv, ny, lti);                        \
+        int64_t wide = nv;                                                                      \
+        for (int64_t k = 0; k <= layers + 1; ++k) wide = widths[k] > wide ? widths[k] : wide;   \
+        T *h = malloc((size_t)(batch * (2 * wide + 2 * nx) + 1) * sizeof(T));                   \
+        if (!h) return -1;                                                                      \
+        T *z = h + batch * wide, *x = z + batch * wide, *next = x + batch * nx;                 \
+        const char no = 'N';                                                                    \
+        const T one = 1;                                                                        \
+        for (int64_t k = 0; k < batch * nx; ++k) x[k] = x0[k];                                  \
+        for (int64_t t = 0; t < steps; ++t) {                                                   \
+            const T *u = us + t * batch * nu;                                                   \
+            lti_inputs_##SUFFIX(&m, batch, x, u, h);                                            \
+            for (int64_t k = 0; k <= layers; ++k) {     /* z = h W_k^T + c_k: C' = A' B' + C'  \
+                                                           in column-major terms */             \
+                const int64_t in = widths[k], out = widths[k + 1];                              \
+                for (int64_t r = 0; r < batch; ++r)                                             \
+                    for (int64_t j = 0; j < out; ++j) z[r * out + j] = biases[k][j];            \
+                if (batch > 0 && out > 0)                                                       \
+                    gemm(&no, &no, &out, &batch, &in, &one, weights[k], &out, h, &in, &one, z,  \
+                         &out);                                                                 \
+                if (k < layers)                                                                 \
+                    for (int64_t r = 0; r < batch; ++r)                                         \
+                        activate_##SUFFIX(act, out, z + r * out, z + r * out);                  \
+                swap_##SUFFIX(&h, &z);                                                          \
+            }                                                                                   \
+            lti_outputs_##SUFFIX(&m, batch, x, h, u, ys + t * batch * ny, next);                \
+            swap_##SUFFIX(&x, &next);                                                           \
+        }                                                                                       \
+        for (int64_t k = 0; k < batch * nx; ++k) xT[k] = x[k];                                  \
+        free(h < z ? h : z);                                                                    \
         return 0;                                                                               \
     }
 
