@@ -7,7 +7,9 @@ per step are the count divided by the horizon).
 
 * torch: ``torch.profiler`` over one forward rollout (``simulate`` under ``no_grad``) and one
   gradient of ``mean(x_T^2) + mean(y^2)`` (forward + backward): the number of operator calls, per
-  step, and the operators with the largest self CPU time.
+  step, and the operators with the largest self CPU time. (Where torch exports its BLAS, the
+  forward rollout runs its time loop in one C call, ``r2dn.torch.native.rollout``: its operator
+  count is then per rollout, not per step; ``R2DN_NATIVE=0`` profiles the torch operations.)
 * JAX: the number of equations of the jaxpr (scan bodies counted once, recursively), the number of
   StableHLO operations of the lowered program, the lowering and compile time, and the median run
   time of ``--repeats`` calls, for the forward rollout and the gradient.

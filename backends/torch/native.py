@@ -6,8 +6,8 @@ operator count grows with nv and an eager rollout is dispatch-bound. On CPU tens
 :class:`~r2dn.torch.autograd.Equilibrium` Functions instead call one C loop per substitution
 (:mod:`r2dn._native`'s ``substitution.c``): a fixed handful of operator calls per step whatever
 nv is. Where nothing can differentiate a rollout (``torch.no_grad``, no forward-mode level, no
-``torch.func`` transform), :func:`ren_rollout` runs the whole time loop in one C call: no
-operator call per step at all.
+``torch.func`` transform), :func:`rollout` runs a REN's or an R2DN's whole time loop in one C
+call (the R2DN's layer products by torch's own BLAS): no operator call per step at all.
 The maths, the derivatives and every transform stay the spec's: the loops replace the
 substitutions' (and an undifferentiated rollout's) *values* only, where the tensors are plain CPU
 float32/float64 tensors outside ``torch.func`` transforms and ``torch.compile`` tracing.
@@ -155,11 +155,11 @@ def _gemm() -> dict[torch.dtype, int] | None:
     the R2DN's products must be the BLAS torch itself runs, not a slower one of ours."""
     for path in sorted((Path(torch.__file__).parent / "lib").glob("libtorch_cpu.*")):
         try:
-            lib = ctypes.CDLL(str(path))
+            lib = ctypes.CDLL(str(path))         # already loaded by torch: the same library
             return {dtype: ctypes.cast(getattr(lib, f"{letter}gemm_64"), ctypes.c_void_p).value
                     for dtype, letter in ((torch.float32, "s"), (torch.float64, "d"))}
-        except (OSError, AttributeError):
-            return None
+        except (OSError, AttributeError):        # not loadable, or no ILP64 gemm exported
+            continue
     return None
 
 
@@ -189,10 +189,10 @@ def rollout(e: Any, act: _spec.Activation, x0: torch.Tensor,
     lib, code, table = _native.c_library()[0], ACTIVATIONS[act.name], _pointers(lti)
     if not ren:
         return _r2dn(e, code, x0, us, ys, xT, table)
-    fn, U = _functions(lib)["ren_rollout", x0.dtype], e.D11.T.contiguous()   # the loop reads
-    size = x0.element_size()                                                 # U's strict upper
+    # the loop reads U = D11^T's strict upper triangle only (D11's strict lower one)
+    fn, U, size = _functions(lib)["ren_rollout", x0.dtype], e.D11.T.contiguous(), x0.element_size()
 
-    def rows(lo: int, hi: int) -> int:                                       # triangle only
+    def rows(lo: int, hi: int) -> int:
         at = [t.data_ptr() + lo * w * size for t, w in ((x0, nx), (us, nu), (ys, ny), (xT, nx))]
         return fn(steps, hi - lo, batch, nu, nx, nv, ny, U.data_ptr(), table, *at, code)
 
