@@ -261,8 +261,8 @@ def execute(b: Backend, c: ModelConfig, explicit: Any, like: Any, method: str,
 def nonlinearity(b: Backend, c: ModelConfig, e: Any) -> Any:
     """``v -> w`` of a recurrent model with explicit parameters ``e``
     (:func:`r2dn._spec.nonlinearity` with the backend's activation, REN equilibrium solver,
-    block size and affine kernel). A backend whose rollout recomputes pieces of the sequence (torch's ``chunk=``)
-    calls it again on the recomputed parameters."""
+    block size and affine kernel). A backend whose rollout recomputes pieces of the sequence
+    (torch's ``chunk=``) calls it again on the recomputed parameters."""
     act = b.activation(c.activation)
     solver = b.equilibrium(c.activation, act) if c.family == "ren" else None
     return _spec.nonlinearity(e, act, xp=b.xp, solver=solver, block=b.equilibrium_block,
