@@ -101,6 +101,22 @@ def test_inference_runs_in_pieces_with_the_numpy_reference_numbers(make, monkeyp
     assert pieces == [3, 3, 3, 1]
 
 
+@pytest.mark.parametrize("make", [_r2dn, _ren], ids=["r2dn", "ren"])
+def test_an_empty_batch_runs_without_gradients(make, monkeypatch):
+    """Batch 0 under torch.no_grad gives empty outputs, in C and in the spec's pieces (whose size
+    divided by the batch's bytes)."""
+    from r2dn.torch import native
+
+    model = make()
+    x0, us = _data()
+    for declined in (False, True):
+        if declined:
+            monkeypatch.setattr(native, "rollout", lambda *a: None)
+        with torch.no_grad():
+            xT, ys = model.simulate(x0[:0], us[:, :0])
+        assert xT.shape == (0, x0.shape[1]) and ys.shape == (us.shape[0], 0, ys.shape[2])
+
+
 # -- 5. chunk= ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("make", [_r2dn, _ren], ids=["r2dn", "ren"])

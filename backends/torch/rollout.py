@@ -106,8 +106,8 @@ def _loop(e: Any, nonlinearity: Callable[[torch.Tensor], torch.Tensor], x: torch
     elif rest.shape[0]:
         # one piece (every differentiated rollout) is the sequence itself: no split op to record
         width = e.C1.shape[0] + e.A.shape[0] + e.C2.shape[0]
-        piece = rest.shape[0] if recorded else max(
-            1, PIECE_BYTES // (x.shape[0] * width * x.element_size()))
+        piece = rest.shape[0] if recorded else max(   # (an empty batch: one piece)
+            1, PIECE_BYTES // max(1, x.shape[0] * width * x.element_size()))
         for part in (rest,) if piece >= rest.shape[0] else torch.split(rest, piece):
             x, y = _steps(e, nonlinearity, x, part)
             ys.append(y)

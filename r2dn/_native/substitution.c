@@ -350,11 +350,11 @@ DEFINE_LTI(double, f64)
             lti_inputs_##SUFFIX(&m, batch, x, u, h);                                            \
             for (int64_t k = 0; k <= layers; ++k) {     /* z = h W_k^T + c_k: C' = A' B' + C'  \
                                                            in column-major terms */             \
-                const int64_t in = widths[k], out = widths[k + 1];                              \
+                const int64_t in = widths[k], out = widths[k + 1], ld = in > 0 ? in : 1;        \
                 for (int64_t r = 0; r < batch; ++r)                                             \
                     for (int64_t j = 0; j < out; ++j) z[r * out + j] = biases[k][j];            \
                 if (batch > 0 && out > 0)                                                       \
-                    gemm(&no, &no, &out, &batch, &in, &one, weights[k], &out, h, &in, &one, z,  \
+                    gemm(&no, &no, &out, &batch, &in, &one, weights[k], &out, h, &ld, &one, z,  \
                          &out);                                                                 \
                 if (k < layers)                                                                 \
                     for (int64_t r = 0; r < batch; ++r)                                         \
