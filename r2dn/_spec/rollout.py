@@ -64,16 +64,14 @@ def outputs(e: Any, xs: Array, ws: Array, uy: Array) -> Array:
 
 
 def simulate_loop(e: Any, nonlinearity: Callable[[Array], Array], x0: Array, us: Array, *,
-                  xp: Namespace, step: Callable[..., tuple[Array, Array]] = cell,
-                  unstack: Callable[[Array], Any] | None = None,
+                  xp: Namespace, unstack: Callable[[Array], Any] | None = None,
                   mad: Affine = affine) -> tuple[Array, Array]:
     """A plain Python time loop over :func:`cell` (NumPy, array-API-strict and eager torch).
 
     Returns ``(x_T, ys)`` with ``ys (T, batch, ny)``. JAX runs the same cell under ``lax.scan``.
-    A backend may pass ``step``, a drop-in for :func:`cell` (called with :func:`step_matrices`), and
-    ``unstack``, which splits an array along its first axis (torch passes ``torch.unbind``, which
-    ``torch.func.vmap`` can batch; the array API's ``unstack`` goes through ``moveaxis``), and
-    ``mad``, its :data:`Affine` for the step's products.
+    A backend may pass ``unstack``, which splits an array along its first axis (torch passes
+    ``torch.unbind``, which ``torch.func.vmap`` can batch; the array API's ``unstack`` goes
+    through ``moveaxis``), and ``mad``, its :data:`Affine` for the step's products.
     """
     uv, ux, uy = input_terms(e, us, xp=xp)
     split = (lambda a: xp.unstack(a, axis=0)) if unstack is None else unstack
@@ -84,6 +82,6 @@ def simulate_loop(e: Any, nonlinearity: Callable[[Array], Array], x0: Array, us:
     # each step's cotangent into a zero array of the whole sequence (quadratic in T)
     for uv_t, ux_t in zip(split(uv), split(ux)):
         xs.append(x)
-        x, w = step(m, nonlinearity, x, uv_t, ux_t, mad)
+        x, w = cell(m, nonlinearity, x, uv_t, ux_t, mad)
         ws.append(w)
     return x, outputs(e, xp.stack(xs, axis=0), xp.stack(ws, axis=0), uy)
